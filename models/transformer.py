@@ -13,7 +13,7 @@ parameter (path)               shape                          logical names
 embed.embedding                [V, D]                         ('vocab', 'embed')
 pos_embed.embedding            [max_len, D]  (learned only)   (None, 'embed')
 blocks.<i>.attn_norm.scale     [D]                            ('norm',)
-blocks.<i>.attn_norm.bias      [D]           (layernorm)      ('norm',)
+blocks.<i>.attn_norm.bias      [D]      (layernorm+norm_bias)  ('norm',)
 blocks.<i>.attn.q_proj.kernel  [D, N, H]  (also k_/v_proj)    ('embed', 'heads', 'head_dim')
 blocks.<i>.attn.q_proj.bias    [N, H]        (use_bias)       ('heads', 'head_dim')
 blocks.<i>.attn.q_norm.scale   [H]           (qk_norm)        ('norm',)  (also k_norm)
@@ -86,6 +86,7 @@ class TransformerConfig:
     max_len: int = 256  # learned-position table size; upper bound on sequence length
     norm: str = "rmsnorm"  # 'rmsnorm' | 'layernorm' (pre-norm blocks, plus a final norm)
     norm_eps: float = 1e-6
+    norm_bias: bool = True  # layernorm's bias (False: no biases anywhere, as in PaLM)
     position: str = "rope"  # 'rope' | 'learned'
     rope_base: float = 10000.0
     use_bias: bool = False  # biases in all dense layers (layernorm always has a bias)
@@ -205,7 +206,7 @@ def _norm(cfg: TransformerConfig, size: int, *, rngs: nnx.Rngs) -> nnx.Module:
     )
     if cfg.norm == "rmsnorm":
         return nnx.RMSNorm(size, **kwargs)
-    return nnx.LayerNorm(size, use_bias=True, bias_init=_zeros(("norm",)), **kwargs)
+    return nnx.LayerNorm(size, use_bias=cfg.norm_bias, bias_init=_zeros(("norm",)), **kwargs)
 
 
 def _out_std(cfg: TransformerConfig) -> float:
@@ -230,6 +231,18 @@ def apply_rope(x_BTNH: jax.Array, positions_BT: jax.Array, base: float) -> jax.A
         axis=-1,
     )
     return out_BTNH.astype(x_BTNH.dtype)
+
+
+def max_attention_logit(q_BTNH: jax.Array, k_BTNH: jax.Array) -> jax.Array:
+    """Largest causal attention logit q.k/sqrt(H) over batch, heads and positions.
+
+    The instability probe of Wortsman et al. (2023, Sec. 3.1.1): without qk-norm these
+    logits grow at high learning rates until the softmax saturates. Recomputes the
+    scores (the fused attention call does not return them); no gradient flows."""
+    H, T = q_BTNH.shape[-1], q_BTNH.shape[1]
+    s_BNTT = jnp.einsum("BTNH,BSNH->BNTS", q_BTNH, k_BTNH, preferred_element_type=jnp.float32)
+    causal_TT = jnp.tril(jnp.ones((T, T), bool))
+    return jax.lax.stop_gradient(jnp.max(jnp.where(causal_TT, s_BNTT, -jnp.inf)) * H**-0.5)
 
 
 class Attention(nnx.Module):
@@ -261,9 +274,13 @@ class Attention(nnx.Module):
             k_BTNH = apply_rope(k_BTNH, positions_BT, self.cfg.rope_base)
         return q_BTNH, k_BTNH, v_BTNH
 
-    def __call__(self, x_BTD: jax.Array, positions_BT: jax.Array) -> jax.Array:
-        """Attends causally over the sequence; returns the out-projection [B,T,D]."""
-        return self.o_proj(self.attend(*self._qkv(x_BTD, positions_BT)))
+    def __call__(self, x_BTD: jax.Array, positions_BT: jax.Array, probe: bool = False) -> Any:
+        """Attends causally over the sequence; returns the out-projection [B,T,D].
+
+        probe: also return the largest attention logit (see max_attention_logit)."""
+        q_BTNH, k_BTNH, v_BTNH = self._qkv(x_BTD, positions_BT)
+        out_BTD = self.o_proj(self.attend(q_BTNH, k_BTNH, v_BTNH))
+        return (out_BTD, max_attention_logit(q_BTNH, k_BTNH)) if probe else out_BTD
 
     def decode(
         self, x_BTD: jax.Array, positions_BT: jax.Array, kv: Any, masks: Any
@@ -344,18 +361,23 @@ class Block(nnx.Module):
         *,
         deterministic: bool = True,
         key: jax.Array | None = None,
-    ) -> jax.Array:
-        """Returns the updated residual stream [B,T,D]; key seeds residual dropout."""
+        probe: bool = False,
+    ) -> tuple[jax.Array, dict[str, jax.Array]]:
+        """Returns (the updated residual stream [B,T,D], probes); key seeds residual dropout.
+
+        probes is {} or, with probe=True, {'attn_logit_max': scalar}."""
         key_attn = key_mlp = None
         if key is not None:
             key_attn, key_mlp = jax.random.split(key)
         drop = lambda y, k: self.dropout(y, deterministic=deterministic, rngs=k)
+        h_BTD = self.norm(x_BTD) if self.parallel else self.attn_norm(x_BTD)
+        attn = self.attn(h_BTD, positions_BT, probe=probe)
+        attn_BTD, probes = (attn[0], {"attn_logit_max": attn[1]}) if probe else (attn, {})
+        attn_BTD = drop(attn_BTD, key_attn)
         if self.parallel:
-            h_BTD = self.norm(x_BTD)
-            attn_BTD = drop(self.attn(h_BTD, positions_BT), key_attn)
-            return x_BTD + attn_BTD + drop(self.mlp(h_BTD), key_mlp)
-        x_BTD = x_BTD + drop(self.attn(self.attn_norm(x_BTD), positions_BT), key_attn)
-        return x_BTD + drop(self.mlp(self.mlp_norm(x_BTD)), key_mlp)
+            return x_BTD + attn_BTD + drop(self.mlp(h_BTD), key_mlp), probes
+        x_BTD = x_BTD + attn_BTD
+        return x_BTD + drop(self.mlp(self.mlp_norm(x_BTD)), key_mlp), probes
 
     def decode(
         self, x_BTD: jax.Array, positions_BT: jax.Array, kv: Any, masks: Any
@@ -373,10 +395,16 @@ class Block(nnx.Module):
 
 
 def _run_block(
-    block: Block, x_BTD: jax.Array, positions_BT: jax.Array, key: jax.Array | None, det: bool
-) -> jax.Array:
+    block: Block,
+    x_BTD: jax.Array,
+    positions_BT: jax.Array,
+    key: jax.Array | None,
+    det: bool,
+    probe: bool,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
     """Applies one block (a free function so that nnx.remat/nnx.scan can wrap it)."""
-    return constrain(block(constrain(x_BTD), positions_BT, deterministic=det, key=key))
+    x_BTD, probes = block(constrain(x_BTD), positions_BT, deterministic=det, key=key, probe=probe)
+    return constrain(x_BTD), probes
 
 
 class Transformer(nnx.Module):
@@ -438,8 +466,12 @@ class Transformer(nnx.Module):
         positions_BT: jax.Array | None = None,
         deterministic: bool = True,
         rngs: nnx.Rngs | None = None,
-    ) -> jax.Array:
-        """Maps int tokens [B,T] to float32 next-token logits [B,T,V]."""
+        return_probes: bool = False,
+    ) -> Any:
+        """Maps int tokens [B,T] to float32 next-token logits [B,T,V].
+
+        return_probes: return (logits, probes) with probes['attn_logit_max'] of shape
+        [L], each layer's largest attention logit (max_attention_logit)."""
         cfg = self.cfg
         B, T = tokens_BT.shape
         if cfg.max_len < T:
@@ -462,28 +494,35 @@ class Transformer(nnx.Module):
             x_BTD = x_BTD + self.pos_embed(positions_BT)
         x_BTD = self.embed_dropout(x_BTD, deterministic=deterministic, rngs=key_emb)
 
-        block_fn = lambda block, x, key: _run_block(block, x, positions_BT, key, deterministic)
+        block_fn = lambda block, x, key: _run_block(
+            block, x, positions_BT, key, deterministic, return_probes
+        )
         if cfg.remat:
             block_fn = nnx.remat(block_fn)
         if cfg.scan_layers:
-            x_BTD = self._scan_blocks(block_fn, x_BTD, keys_L)
+            x_BTD, probes = self._scan_blocks(block_fn, x_BTD, keys_L)
         else:
+            per_layer = []
             for i, block in enumerate(self.blocks):
-                x_BTD = block_fn(block, x_BTD, None if keys_L is None else keys_L[i])
+                x_BTD, p = block_fn(block, x_BTD, None if keys_L is None else keys_L[i])
+                per_layer.append(p)
+            probes = jax.tree.map(lambda *xs: jnp.stack(xs), *per_layer)
 
-        x_BTD = self.final_norm(x_BTD)
-        return self.unembed_logits(x_BTD)
+        logits_BTV = self.unembed_logits(self.final_norm(x_BTD))
+        return (logits_BTV, probes) if return_probes else logits_BTV
 
-    def _scan_blocks(self, block_fn: Any, x_BTD: jax.Array, keys_L: jax.Array | None) -> jax.Array:
-        """Runs the stacked blocks with nnx.scan, carrying the residual stream."""
+    def _scan_blocks(
+        self, block_fn: Any, x_BTD: jax.Array, keys_L: jax.Array | None
+    ) -> tuple[jax.Array, dict[str, jax.Array]]:
+        """Runs the stacked blocks with nnx.scan, carrying the residual stream; probes [L]."""
         key_axis = None if keys_L is None else 0
 
         @nnx.scan(
             in_axes=(nnx.Carry, 0, key_axis),
-            out_axes=nnx.Carry,
+            out_axes=(nnx.Carry, 0),
             transform_metadata={nnx.PARTITION_NAME: "layers"},
         )
-        def body(x_BTD: jax.Array, block: Block, key: jax.Array | None) -> jax.Array:
+        def body(x_BTD: jax.Array, block: Block, key: jax.Array | None) -> Any:
             return block_fn(block, x_BTD, key)
 
         return body(x_BTD, self.blocks, keys_L)
@@ -564,7 +603,7 @@ def param_count(cfg: TransformerConfig) -> dict[str, int]:
     """Parameter counts by formula: 'total', 'embedding' and 'non_embedding'."""
     D, V, H = cfg.d_model, cfg.vocab_size, cfg.resolved_head_dim
     NH, F = cfg.num_heads * H, cfg.d_ff
-    norm_params = lambda size: size * (2 if cfg.norm == "layernorm" else 1)
+    norm_params = lambda size: size * (2 if cfg.norm == "layernorm" and cfg.norm_bias else 1)
 
     embedding = V * D
     if cfg.position == "learned":
