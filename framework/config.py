@@ -151,6 +151,7 @@ def base_config() -> ConfigDict:
             best_metric="",  # e.g. 'val/loss': keep the best evaluation's params in best/
             best_mode="min",  # min | max
             early_stop_patience=0,  # stop after N evaluations without improvement; 0: never
+            log_tensor_rms=False,  # log grad_rms/<param> and update_rms/<param> (trainer)
         )
     )
     c.mesh = ConfigDict(dict(data=-1, fsdp=1, tensor=1, rules="dp"))

@@ -14,10 +14,12 @@ import numpy as np
 
 from framework import sharding
 from framework.config import ConfigError
+from framework.metrics import reduces_by_max
 
 
 class Evaluator:
-    """Mean of task.loss metrics over `split`, weighted by the '_weight' metric.
+    """Mean of task.loss metrics over `split`, weighted by the '_weight' metric
+    (maxima, '<name>_max' metrics, take the max).
 
     Config keys: split (default 'val'), num_batches (0 = whole split),
     batch_size (0 = the training batch size).
@@ -44,7 +46,7 @@ class Evaluator:
         def step(params, batch):
             _, metrics = task.loss(merge(params), batch, None)
             weight = metrics.pop("_weight", jnp.ones(()))
-            return {k: v * weight for k, v in metrics.items()}, weight
+            return {k: v if reduces_by_max(k) else v * weight for k, v in metrics.items()}, weight
 
         self._step = jax.jit(step, in_shardings=(params_sharding, self.batch_sharding))
         try:  # fail at start, not at the first evaluation
@@ -76,10 +78,17 @@ class Evaluator:
                 break
             metrics, weight = self._step(params, sharding.put_batch(batch, self.batch_sharding))
             for k, v in metrics.items():
-                sums[k] = sums.get(k, 0.0) + v
+                if reduces_by_max(k):
+                    sums[k] = v if k not in sums else jnp.maximum(sums[k], v)
+                else:
+                    sums[k] = sums.get(k, 0.0) + v
             total = total + weight
         if not sums:
             raise ValueError(f"evaluator {self.name!r}: split {self.split!r} gave no batches.")
         host: Mapping[str, Any] = jax.device_get((sums, total))
         sums, total = host
-        return {k: float(np.asarray(v) / max(float(total), 1e-12)) for k, v in sums.items()}
+        denom = max(float(total), 1e-12)
+        return {
+            k: float(np.asarray(v) if reduces_by_max(k) else np.asarray(v) / denom)
+            for k, v in sums.items()
+        }

@@ -17,6 +17,15 @@ import jax
 import numpy as np
 
 
+def reduces_by_max(key: str) -> bool:
+    """Whether metric `key` combines by max rather than by (weighted) mean.
+
+    Metrics named '<name>_max' or '<name>_max/<sub>' (e.g. 'attn_logit_max/0') are
+    maxima: gradient-accumulation microbatches, log windows and evaluation batches
+    take their max. Every other metric is averaged."""
+    return key.split("/", 1)[0].endswith("_max")
+
+
 class MetricWriter:
     """Appends scalars to `<workdir>/metrics.jsonl` and TensorBoard `<workdir>/tb`."""
 

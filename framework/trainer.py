@@ -178,22 +178,39 @@ class Trainer:
                 x = x.reshape(x.shape[0] // accum, accum, *x.shape[1:]).swapaxes(0, 1)
                 return jax.lax.with_sharding_constraint(x, micro_sharding)
 
+            is_max = metrics_lib.reduces_by_max
+
             def body(carry, xs):
                 # Sum loss, metrics and gradients weighted by each microbatch's '_weight'
-                # (e.g. its unmasked tokens), so the result equals the full-batch mean.
+                # (e.g. its unmasked tokens), so the result equals the full-batch mean;
+                # maxima ('<name>_max' metrics) combine by max.
                 i, micro = xs
                 (loss, metrics), grads = grad_fn(params, micro, jax.random.fold_in(rng, i), step)
                 w = metrics.get("_weight", jnp.ones(()))
-                scaled = jax.tree.map(lambda x: x * w, (loss, metrics, grads))
-                return jax.tree.map(jnp.add, carry, (*scaled, w)), None
+                c_loss, c_metrics, c_grads, c_total = carry
+                metrics = {
+                    k: jnp.maximum(c_metrics[k], v) if is_max(k) else c_metrics[k] + v * w
+                    for k, v in metrics.items()
+                }
+                grads = jax.tree.map(lambda a, g: a + g * w, c_grads, grads)
+                return (c_loss + loss * w, metrics, grads, c_total + w), None
 
-            shapes = jax.eval_shape(grad_fn, params, batch, rng, step)
-            zeros = jax.tree.map(
-                jnp.zeros_like, (shapes[0][0], shapes[0][1], shapes[1], jnp.zeros(()))
+            (loss_shape, metric_shapes), grad_shapes = jax.eval_shape(
+                grad_fn, params, batch, rng, step
+            )
+            zeros = (
+                jnp.zeros(loss_shape.shape, loss_shape.dtype),
+                {
+                    k: jnp.full(v.shape, -jnp.inf if is_max(k) else 0.0, v.dtype)
+                    for k, v in metric_shapes.items()
+                },
+                jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), grad_shapes),
+                jnp.zeros(()),
             )
             xs = (jnp.arange(accum), jax.tree.map(split, batch))
             (loss, metrics, grads, total), _ = jax.lax.scan(body, zeros, xs)
-            loss, metrics, grads = jax.tree.map(lambda x: x / total, (loss, metrics, grads))
+            loss, grads = jax.tree.map(lambda x: x / total, (loss, grads))
+            metrics = {k: v if is_max(k) else v / total for k, v in metrics.items()}
         grad_norm = optax.tree.norm(grads)
         updates, opt_state = self.tx.update(grads, state["opt_state"], params)
         new_params = optax.apply_updates(params, updates)
@@ -206,6 +223,8 @@ class Trainer:
             "rng": state["rng"],
         }
         metrics = {k: v for k, v in metrics.items() if not k.startswith("_")}
+        if self.config.train.log_tensor_rms:
+            metrics.update(tensor_rms(grads, updates, self.schedule(step)))
         metrics.update(
             objective=loss,
             grad_norm=grad_norm,
@@ -410,10 +429,16 @@ class Trainer:
                 )
                 return
             for k, v in m.items():
-                window[k] = window.get(k, 0.0) + v
+                if metrics_lib.reduces_by_max(k):
+                    window[k] = max(window.get(k, -np.inf), v)
+                else:
+                    window[k] = window.get(k, 0.0) + v
             window_steps += 1
             if done_step % every["log_every"] == 0 or done_step == total:
-                mean = {k: v / window_steps for k, v in window.items()}
+                mean = {
+                    k: v if metrics_lib.reduces_by_max(k) else v / window_steps
+                    for k, v in window.items()
+                }
                 elapsed = time.time() - window_start
                 rate = window_steps / elapsed if elapsed > 0 else 0.0
                 writer.write(done_step, "train", mean)
@@ -527,6 +552,28 @@ class Trainer:
             "wall_time_s": time.time() - t_start,
             "workdir": os.path.abspath(self.workdir),
         }
+
+
+def _rms(x: jax.Array) -> jax.Array:
+    return jnp.sqrt(jnp.mean(jnp.square(x.astype(jnp.float32))))
+
+
+def tensor_rms(grads: Any, updates: Any, lr: jax.Array) -> dict[str, jax.Array]:
+    """Per-tensor probes: 'grad_rms/<path>' and 'update_rms/<path>'.
+
+    grad_rms is the RMS of the (accumulated, unclipped) gradient; update_rms is the RMS
+    of the applied update divided by the learning rate of the step (0 when it is 0),
+    i.e. the optimizer's direction per unit LR: about 1 for Adam while the gradient RMS
+    is far above eps, shrinking as it nears eps (Wortsman et al. 2023, Sec. 3.4)."""
+    out = {}
+    safe_lr = jnp.where(lr > 0, lr, 1.0)
+    for (key_path, g), u in zip(
+        jax.tree_util.tree_leaves_with_path(grads), jax.tree.leaves(updates), strict=True
+    ):
+        path = optim.path_str(key_path)
+        out[f"grad_rms/{path}"] = _rms(g)
+        out[f"update_rms/{path}"] = jnp.where(lr > 0, _rms(u) / safe_lr, 0.0)
+    return out
 
 
 def _fmt(metrics: dict[str, float]) -> str:

@@ -1,7 +1,13 @@
 """Optimizers, learning-rate schedules and parameter groups (pure optax; no framework imports)."""
 
 from optim.optimizers import build_optimizer
-from optim.param_groups import decay_mask, describe_groups, lr_multiplier_tree, param_paths
+from optim.param_groups import (
+    decay_mask,
+    describe_groups,
+    lr_multiplier_tree,
+    param_paths,
+    path_str,
+)
 from optim.schedules import make_schedule
 
 __all__ = [
@@ -11,4 +17,5 @@ __all__ = [
     "lr_multiplier_tree",
     "make_schedule",
     "param_paths",
+    "path_str",
 ]

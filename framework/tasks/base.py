@@ -3,7 +3,9 @@
 A task module (found by module path from `config.task`) defines a class
 `Task` with this interface. Metrics whose names start with '_' are
 bookkeeping: '_weight' weights a batch's metrics when evaluators average
-over batches; none of them is logged.
+over batches; none of them is logged. Metrics named '<name>_max' (or
+'<name>_max/<sub>') are maxima and combine by max everywhere
+(framework.metrics.reduces_by_max).
 """
 
 from __future__ import annotations

@@ -37,6 +37,9 @@ def default_config() -> ml_collections.ConfigDict:
         )
     )
     c.loss = ml_collections.ConfigDict(dict(z_loss=0.0))
+    # attention_logits: log each layer's largest attention logit q.k/sqrt(d) as
+    # 'attn_logit_max/<layer>' (and the max over layers as 'attn_logit_max').
+    c.probes = ml_collections.ConfigDict(dict(attention_logits=False))
     # Printed (and saved to samples.txt) when training ends; no prompts, no samples.
     c.sample = ml_collections.ConfigDict(
         dict(prompts=(), max_new_tokens=80, temperature=0.8, top_k=0, seed=0)
@@ -56,9 +59,9 @@ def cross_entropy_loss(
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """Mean next-token cross-entropy (+ z_loss · log Z²) over weighted, unmasked tokens.
 
-    Each token's weight is mask[b, t] · weights[b]. Returns (objective, metrics)
-    where metrics['loss'] is the cross-entropy alone, so runs with and without
-    z-loss compare.
+    Each token's weight is mask[b, t] · weights[b]; Z = sum_v exp(logit_v). Returns
+    (objective, metrics) where metrics['loss'] is the cross-entropy alone, so runs
+    with and without z-loss compare; 'log_z_mean'/'log_z_max' are over weighted tokens.
     """
     logits_BTV = logits_BTV.astype(jnp.float32)
     w_BT = jnp.ones(targets_BT.shape, jnp.float32)
@@ -77,6 +80,7 @@ def cross_entropy_loss(
         "z_loss": zl,
         "accuracy": (correct_BT * w_BT).sum() / denom,
         "log_z_mean": (log_z_BT * w_BT).sum() / denom,
+        "log_z_max": jnp.max(jnp.where(w_BT > 0, log_z_BT, -jnp.inf)),
         "_weight": w_BT.sum(),
     }
     return ce + zl, metrics
@@ -120,19 +124,28 @@ class Task(base.Task):
         return transformer.Transformer(self.model_config, rngs=rngs)
 
     def loss(self, model, batch, rng):
-        """Cross-entropy (+ z-loss) of the model's next-token predictions."""
-        logits_BTV = model(
+        """Cross-entropy (+ z-loss) of the model's next-token predictions (+ probes)."""
+        probe = self.config.probes.attention_logits
+        out = model(
             batch["inputs"],
             deterministic=rng is None,
             rngs=None if rng is None else nnx.Rngs(dropout=rng),
+            return_probes=probe,
         )
-        return cross_entropy_loss(
+        logits_BTV, probes = out if probe else (out, {})
+        objective, metrics = cross_entropy_loss(
             logits_BTV,
             batch["targets"],
             batch.get("mask"),
             batch.get("weights"),
             z_loss=self.config.loss.z_loss,
         )
+        if probe:
+            logit_max_L = probes["attn_logit_max"]
+            metrics["attn_logit_max"] = jnp.max(logit_max_L)
+            for i in range(logit_max_L.shape[0]):
+                metrics[f"attn_logit_max/{i}"] = logit_max_L[i]
+        return objective, metrics
 
     def train_dataset(self, *, batch_size, seed, shard_index, shard_count):
         """Shuffled, endlessly repeated packed training sequences."""

@@ -60,6 +60,46 @@ def test_grad_accumulation_matches_full_batch(tmp_path):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
 
 
+def test_maxima_and_tensor_rms_under_grad_accumulation(tmp_path):
+    # '<name>_max' metrics combine by max over microbatches, the rest by weighted mean;
+    # per-tensor RMS probes are computed from the accumulated gradient.
+    def make(accum, name):
+        c = tiny_config(grad_accum_steps=accum, log_tensor_rms=True)
+        c.probes.attention_logits = True
+        return trainer_lib.Trainer(c, str(tmp_path / name))
+
+    t1, t2 = make(1, "a"), make(2, "b")
+    batch = {k: jax.numpy.asarray(v) for k, v in first_batch(t1).items()}
+    _, m1 = t1._step(t1._init(), batch)
+    _, m2 = t2._step(t2._init(), batch)
+    m1, m2 = jax.device_get((m1, m2))
+    assert {"attn_logit_max", "attn_logit_max/0", "attn_logit_max/1", "log_z_max"} <= set(m1)
+    for k in ("attn_logit_max", "attn_logit_max/1", "log_z_max", "log_z_mean", "loss"):
+        np.testing.assert_allclose(float(m1[k]), float(m2[k]), rtol=1e-5)
+    assert float(m1["log_z_max"]) > float(m1["log_z_mean"])
+    assert float(m1["attn_logit_max"]) == max(
+        float(m1["attn_logit_max/0"]), float(m1["attn_logit_max/1"])
+    )
+    path = "blocks/0/mlp/down/kernel"
+    np.testing.assert_allclose(m1[f"grad_rms/{path}"], m2[f"grad_rms/{path}"], rtol=1e-4)
+    assert float(m1[f"grad_rms/{path}"]) > 0
+    assert len([k for k in m1 if k.startswith("update_rms/")]) == len(
+        jax.tree.leaves(t1.abstract_state["params"])
+    )
+
+
+def test_tensor_rms_probe_values():
+    grads = {"a": jax.numpy.array([3.0, -4.0]), "b": {"c": jax.numpy.ones((2, 2)) * 2.0}}
+    lr = jax.numpy.float32(0.5)
+    updates = jax.tree.map(lambda g: -lr * g, grads)  # plain SGD: update per unit LR = grad
+    out = jax.device_get(trainer_lib.tensor_rms(grads, updates, lr))
+    np.testing.assert_allclose(out["grad_rms/a"], math.sqrt(12.5), rtol=1e-6)
+    np.testing.assert_allclose(out["update_rms/a"], math.sqrt(12.5), rtol=1e-6)
+    np.testing.assert_allclose(out["grad_rms/b/c"], 2.0, rtol=1e-6)
+    zero = jax.device_get(trainer_lib.tensor_rms(grads, updates, jax.numpy.float32(0.0)))
+    assert float(zero["update_rms/a"]) == 0.0  # no division by a zero learning rate
+
+
 def test_grad_accumulation_weights_microbatches_by_tokens(tmp_path):
     t1 = trainer_lib.Trainer(tiny_config(grad_accum_steps=1), str(tmp_path / "a"))
     t2 = trainer_lib.Trainer(tiny_config(grad_accum_steps=2), str(tmp_path / "b"))
@@ -97,6 +137,8 @@ def test_cross_entropy_against_numpy():
     logp = logits - log_z[..., None]
     _, m0 = lm.cross_entropy_loss(logp, targets, z_loss=1e-4)
     assert abs(float(m0["z_loss"])) < 1e-10
+    # log_z_max: the largest log Z over tokens with non-zero weight.
+    np.testing.assert_allclose(float(m["log_z_max"]), log_z[w > 0].max(), rtol=1e-6)
 
 
 def test_library_train_writes_outputs_and_learns(tmp_path):
