@@ -9,7 +9,12 @@ usually built with `product`; every key and value is checked against
 --config=FILE:ARG --workdir=DIR/<name> --config.k=v ...` (name from `name_points`),
 N at a time, output appended to `DIR/<name>/log.txt`. Finished points (result.json
 done or diverged) are skipped, so re-running continues a sweep; interrupted points
-resume from their checkpoints. `--config.a.b=v` applies to every point.
+resume from their checkpoints. `--config.a.b=v` applies to every point. Points share
+JAX's persistent compilation cache in `DIR/jax_cache` (unless JAX_COMPILATION_CACHE_DIR
+is set).
+A key 'arg:NAME' sets the config file's argument NAME instead of a config key
+({'arg:size': 's'} runs `--config=FILE:ARG,size=s`), for settings that
+`get_config` derives several values from.
 `DIR/results.csv` and `DIR/results.md` are rewritten after every point.
 `--launch_script=FILE` writes one command per point instead; `--dry_list` lists them.
 Exit codes: 0 the sweep ran (failed or diverged points included), 2 user error.
@@ -51,6 +56,7 @@ EXIT_DIVERGED = 3
 MAX_NAME = 120  # characters; longer names are cut and end in a hash
 STATUS_FILE = "sweep_status.json"  # how the point's last run ended, beside its result.json
 _UNSAFE = re.compile(r"[^A-Za-z0-9._=+-]")
+ARG_PREFIX = "arg:"  # a point key 'arg:NAME' sets get_config's argument NAME
 
 
 class SweepError(config_lib.ConfigError):
@@ -94,6 +100,9 @@ def short_keys(keys: Sequence[str]) -> dict[str, str]:
     """Each dotted key's shortest dotted suffix that no other key of `keys` ends with."""
     out = {}
     for key in keys:
+        if key.startswith(ARG_PREFIX):  # a config argument: its bare name
+            out[key] = key[len(ARG_PREFIX) :]
+            continue
         parts = key.split(".")
         for n in range(1, len(parts) + 1):
             suffix = ".".join(parts[-n:])
@@ -158,16 +167,25 @@ class Sweep:
         """The swept keys, in order of first appearance."""
         return list(dict.fromkeys(k for p in self.points for k in p))
 
-    def config_flag(self, path: str = "") -> str:
-        """The `--config=` value for framework.main."""
+    def point_arg(self, i: int) -> str | None:
+        """get_config's argument for point `i`: the sweep's, then its 'arg:' keys."""
+        return point_arg(self.arg, self.points[i])
+
+    def config_flag(self, path: str = "", i: int | None = None) -> str:
+        """The `--config=` value for framework.main (for point `i` if given)."""
         path = path or self.config_path
-        return path if self.arg is None else f"{path}:{self.arg}"
+        arg = self.arg if i is None else self.point_arg(i)
+        return path if arg is None else f"{path}:{arg}"
 
     def command(self, i: int, workdir: str, python: str, path: str = "") -> list[str]:
         """The argv that trains point `i` in `workdir/<name>`."""
         merged = self.overrides | self.points[i]
-        flags = [f"--config.{k}={format_value(v)}" for k, v in merged.items()]
-        config, workdir = self.config_flag(path), os.path.join(workdir, self.names[i])
+        flags = [
+            f"--config.{k}={format_value(v)}"
+            for k, v in merged.items()
+            if not k.startswith(ARG_PREFIX)
+        ]
+        config, workdir = self.config_flag(path, i), os.path.join(workdir, self.names[i])
         return [
             python,
             "-m",
@@ -176,6 +194,18 @@ class Sweep:
             f"--workdir={workdir}",
             *flags,
         ]
+
+
+def point_arg(arg: str | None, point: Mapping[str, Any]) -> str | None:
+    """`arg` followed by the point's 'arg:NAME' values as 'NAME=value' items."""
+    items = [
+        f"{k[len(ARG_PREFIX) :]}={format_value(v)}"
+        for k, v in point.items()
+        if k.startswith(ARG_PREFIX)
+    ]
+    if not items:
+        return arg
+    return ",".join(([arg] if arg else []) + items)
 
 
 def load_config_module(path: str) -> Any:
@@ -226,10 +256,20 @@ def load_sweep(config_path: str, arg: str | None, overrides: Mapping | None = No
     if not points:
         raise SweepError(f"{config_path}: get_sweep({arg!r}) returned no points")
     points = [dict(p) for p in points]
-    base = module.get_config() if arg is None else module.get_config(arg)
+    bases: dict[str | None, Any] = {}
+
+    def base_for(a: str | None) -> Any:  # get_config once per distinct argument
+        if a not in bases:
+            bases[a] = module.get_config() if a is None else module.get_config(a)
+        return bases[a]
+
+    base = base_for(arg)
     overrides = dict(overrides or {})
-    config_lib.check_override_keys(base, [*overrides, *(k for p in points for k in p)])
+    config_keys = [k for p in points for k in p if not k.startswith(ARG_PREFIX)]
+    config_lib.check_override_keys(base, [*overrides, *config_keys])
     for key, value in overrides.items():
+        if key.startswith(ARG_PREFIX):
+            raise SweepError(f"--config.{key}: config arguments go in --config=FILE:ARG")
         if any(key in p for p in points):
             raise SweepError(f"--config.{key} is also swept by get_sweep; drop one of them")
         if isinstance(value, str) and not isinstance(_get(base, key), str):
@@ -239,8 +279,10 @@ def load_sweep(config_path: str, arg: str | None, overrides: Mapping | None = No
                 raise SweepError(f"--config.{key}={value}: {e}") from None
     names = name_points(points)
     for name, point in zip(names, points, strict=True):
-        config = copy.deepcopy(base)
+        config = copy.deepcopy(base_for(point_arg(arg, point)))
         for key, value in (overrides | point).items():
+            if key.startswith(ARG_PREFIX):
+                continue
             parent, _, leaf = key.rpartition(".")
             try:
                 _get(config, parent)[leaf] = value
@@ -472,6 +514,10 @@ def run_sweep(
     env["PYTHONPATH"] = os.pathsep.join(filter(None, (REPO, env.get("PYTHONPATH"))))
     if parallel > 1:  # runs share the accelerator: no up-front memory grab
         env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    # Points share compiled programs through JAX's persistent cache (e.g. init and eval,
+    # which do not depend on a swept learning rate): about 1.5 s less per point on CPU.
+    env.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(os.path.abspath(workdir), "jax_cache"))
+    env.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
     try:
         previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     except ValueError:  # not the main thread: no SIGTERM handling
