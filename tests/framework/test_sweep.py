@@ -246,3 +246,23 @@ def test_launch_script_writes_one_command_per_point(tmp_path, capsys):
     assert sweep.main([CONFIG, f"--workdir={workdir}", "--dry_list"]) == 0
     listed = capsys.readouterr().out.splitlines()[-4:]
     assert [x.split()[0] for x in listed] == NAMES and all("[pending]" in x for x in listed)
+
+
+def test_arg_keys_set_the_config_files_arguments(tmp_path):
+    path = write_config(
+        tmp_path,
+        "[{'arg:size': 'tiny', 'arg:steps': 7, 'optimizer.lr': 0.01}, {'arg:size': 'small'}]",
+    )
+    s = sweep.load_sweep(path, "steps=3")
+    assert s.names == ["size=tiny_steps=7_lr=0.01", "size=small"]
+    cmd = s.command(0, "runs/x", "python")
+    assert f"--config={path}:steps=3,size=tiny,steps=7" in cmd  # later items win
+    assert "--config.optimizer.lr=0.01" in cmd and not any("arg:" in c for c in cmd)
+    assert s.command(1, "runs/x", "python")[3] == f"--config={path}:steps=3,size=small"
+    # Each point's config is built from its own argument and checked before anything runs.
+    bad = write_config(tmp_path, "[{'arg:size': 'huge'}]", name="bad_cfg.py")
+    with pytest.raises(sweep.config_lib.ConfigError, match="size='huge' is unknown"):
+        sweep.load_sweep(bad, None)
+    typo = write_config(tmp_path, "[{'arg:stepz': 3}]", name="typo_cfg.py")
+    with pytest.raises(sweep.config_lib.ConfigError, match="did you mean 'steps'"):
+        sweep.load_sweep(typo, None)
