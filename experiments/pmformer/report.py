@@ -21,15 +21,15 @@ import json
 import math
 import os
 import re
-import shutil
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
+from experiments.report_utils import md_table, update_readme
+
 # PatchTST (Nie et al., ICLR 2023), Table 3, PatchTST/64 (lookback 512) on ETTh1: MSE.
 PATCHTST_ETTH1_MSE = {96: 0.370, 192: 0.413, 336: 0.422, 720: 0.447}
 TARGET_ETTH1_AVG_MSE = 0.413  # issue 7's target for PMformer averaged over the 4 horizons
-BEGIN, END = "<!-- report:begin -->", "<!-- report:end -->"
 FIGURES = ("mse_vs_S.png", "mse_vs_NI.png", "drop.png")
 
 
@@ -97,18 +97,6 @@ def run_row(run_dir: str) -> dict[str, Any]:
             if k in metrics:
                 row[f"{name}/{k}"] = metrics[k]
     return row
-
-
-def _fmt(v: Any) -> str:
-    if isinstance(v, float):
-        return f"{v:.4f}" if math.isfinite(v) else "—"
-    return "—" if v is None or v == "" else str(v)
-
-
-def _md_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(_fmt(v) for v in r) + " |" for r in rows]
-    return lines
 
 
 def _model_order(model: str) -> tuple[int, str]:
@@ -213,7 +201,7 @@ def build(rows: list[dict], out: str) -> str:
         if not table:
             continue
         md += [f"#### {dataset}: test MSE / MAE (z-scored), stride-1 windows", ""]
-        md += _md_table(header, table) + [""]
+        md += md_table(header, table) + [""]
         with open(os.path.join(out, f"table_{dataset}.csv"), "w", newline="") as f:
             w = csv.writer(f)
             w.writerow(header)
@@ -336,7 +324,7 @@ def build(rows: list[dict], out: str) -> str:
     if figs:
         md += ["#### Figures", ""] + [f"![{f}](figures/{f})" for f in figs] + [""]
     md += ["#### Runs", ""]
-    md += _md_table(
+    md += md_table(
         [
             "run",
             "model",
@@ -371,24 +359,6 @@ def build(rows: list[dict], out: str) -> str:
     return text
 
 
-def update_readme(readme: str, text: str, out: str) -> None:
-    """Replaces the README's report section and copies the figures beside it."""
-    with open(readme) as f:
-        body = f.read()
-    if BEGIN not in body or END not in body:
-        raise SystemExit(f"{readme} has no '{BEGIN}' ... '{END}' markers; add them.")
-    head, rest = body.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    with open(readme, "w") as f:
-        f.write(f"{head}{BEGIN}\n{text}{END}{tail}")
-    fig_dir = os.path.join(os.path.dirname(readme), "figures")
-    os.makedirs(fig_dir, exist_ok=True)
-    for name in FIGURES:
-        src = os.path.join(out, name)
-        if os.path.exists(src):
-            shutil.copy(src, os.path.join(fig_dir, name))
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--runs", action="append", required=True, help="a folder of runs (repeat)")
@@ -405,7 +375,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     text = build(rows, args.out)
     if args.readme:
-        update_readme(args.readme, text, args.out)
+        update_readme(args.readme, text, args.out, FIGURES)
     print(text)
     return 0
 

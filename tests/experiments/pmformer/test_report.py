@@ -7,6 +7,7 @@ import json
 import os
 
 from configs import pmformer as pm_config
+from experiments import report_utils
 from experiments.pmformer import report
 
 
@@ -48,7 +49,7 @@ def test_report_tables_claims_and_figures(tmp_path):
     fake_run(runs, "e192", s=3, path=str(ett), horizon=192, mse=0.44)
     out = str(tmp_path / "out")
     readme = tmp_path / "README.md"
-    readme.write_text(f"# x\n{report.BEGIN}\nold\n{report.END}\ntail\n")
+    readme.write_text(f"# x\n{report_utils.BEGIN}\nold\n{report_utils.END}\ntail\n")
     assert report.main(["--runs", runs, "--out", out, "--readme", str(readme)]) == 0
     with open(os.path.join(out, "report.md")) as f:
         text = f.read()
@@ -63,7 +64,9 @@ def test_report_tables_claims_and_figures(tmp_path):
         assert os.path.getsize(os.path.join(out, f)) > 1000
         assert (tmp_path / "figures" / f).exists()
     body = readme.read_text()
-    assert "old" not in body and body.endswith(f"{report.END}\ntail\n") and "beats both" in body
+    assert (
+        "old" not in body and body.endswith(f"{report_utils.END}\ntail\n") and "beats both" in body
+    )
     with open(os.path.join(out, "results.csv")) as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 6 and {r["dataset"] for r in rows} == {"synthetic", "ETTh1"}
