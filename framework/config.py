@@ -106,11 +106,13 @@ def base_config() -> ConfigDict:
     c.data = ConfigDict()  # the task's data fields (validated by the task)
     c.optimizer = ConfigDict(
         dict(
-            name="adamw",  # adamw | sgd | adafactor
+            name="adamw",  # adamw | adam_atan2 | sgd | adafactor
             lr=1e-3,  # peak learning rate
             b1=0.9,
             b2=0.95,
             eps=1e-8,
+            atan2_a=1.0,  # adam_atan2: update = atan2_a * atan2(m_hat, atan2_b * sqrt(v_hat))
+            atan2_b=1.0,
             momentum=0.9,
             nesterov=False,
             adafactor_decay_rate=0.8,

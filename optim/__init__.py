@@ -1,5 +1,6 @@
 """Optimizers, learning-rate schedules and parameter groups (pure optax; no framework imports)."""
 
+from optim.adam_atan2 import scale_by_adam_atan2
 from optim.optimizers import build_optimizer
 from optim.param_groups import (
     decay_mask,
@@ -18,4 +19,5 @@ __all__ = [
     "make_schedule",
     "param_paths",
     "path_str",
+    "scale_by_adam_atan2",
 ]

@@ -1,4 +1,5 @@
-"""Builds the optax optimizer a config asks for: AdamW, SGD(+momentum) or Adafactor.
+"""Builds the optax optimizer a config asks for: AdamW, Adam-atan2, SGD(+momentum) or
+Adafactor.
 
 Every optimizer is the same ``optax.named_chain``; its state is a dict keyed by
 these names (stable across clip / decay / multiplier settings, so a config
@@ -6,6 +7,7 @@ change there does not change the optimizer-state structure):
 
     'clip'     clip_by_global_norm(grad_clip_norm), or identity if grad_clip_norm == 0
     'core'     adamw:     scale_by_adam(b1, b2, eps)                 state ScaleByAdamState
+               adam_atan2: scale_by_adam_atan2(b1, b2, atan2_a, atan2_b) (no eps; same state)
                sgd:       trace(momentum, nesterov)                  state TraceState
                adafactor: chain(scale_by_factored_rms(decay_rate, min_dim_size_to_factor),
                                 clip_by_block_rms(clip_threshold))    state (FactoredState, ...)
@@ -36,9 +38,10 @@ from typing import Any
 import jax
 import optax
 
+from optim.adam_atan2 import scale_by_adam_atan2
 from optim.param_groups import _all_paths, decay_mask, describe_groups, path_str
 
-OPTIMIZERS = ("adamw", "sgd", "adafactor")
+OPTIMIZERS = ("adamw", "adam_atan2", "sgd", "adafactor")
 WEIGHT_DECAY_MODES = ("decoupled", "independent")
 
 # The optimizer config keys and their defaults (what configs should start from).
@@ -48,6 +51,8 @@ OPTIMIZER_DEFAULTS: dict[str, Any] = {
     "b1": 0.9,
     "b2": 0.95,
     "eps": 1e-8,
+    "atan2_a": 1.0,
+    "atan2_b": 1.0,
     "momentum": 0.9,
     "nesterov": False,
     "adafactor_decay_rate": 0.8,
@@ -105,6 +110,8 @@ def _core(c: dict[str, Any]) -> optax.GradientTransformation:
     name = c["name"]
     if name == "adamw":
         return optax.scale_by_adam(b1=c["b1"], b2=c["b2"], eps=c["eps"])
+    if name == "adam_atan2":
+        return scale_by_adam_atan2(b1=c["b1"], b2=c["b2"], a=c["atan2_a"], b=c["atan2_b"])
     if name == "sgd":
         return optax.trace(decay=c["momentum"], nesterov=bool(c["nesterov"]))
     if name == "adafactor":

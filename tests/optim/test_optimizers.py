@@ -335,7 +335,7 @@ def test_regex_matching_nothing_raises(call):
 
 def test_unknown_name_mode_and_key_raise():
     params, schedule = TWO_PARAMS, lambda t: 1.0
-    with pytest.raises(ValueError, match="adamw, sgd, adafactor"):
+    with pytest.raises(ValueError, match="adamw, adam_atan2, sgd, adafactor"):
         build_optimizer(cfg(name="adam"), schedule, params)
     with pytest.raises(ValueError, match="decoupled, independent"):
         build_optimizer(cfg(weight_decay_mode="coupled"), schedule, params)
