@@ -118,11 +118,13 @@ def base_config() -> ConfigDict:
             adafactor_decay_rate=0.8,
             adafactor_min_dim_to_factor=128,
             adafactor_clip_threshold=1.0,
+            adafactor_param_scale=False,  # updates relative to each tensor's RMS
             weight_decay=0.0,
             weight_decay_mode="decoupled",  # decoupled | independent
             decay_exclude="",
             grad_clip_norm=1.0,
             lr_multipliers=(),  # ((regex, multiplier), ...)
+            eps_multipliers=(),  # adamw: ((regex, m), ...): that tensor's eps is eps * m
         )
     )
     c.schedule = ConfigDict(

@@ -42,15 +42,21 @@ array (L_0 = L) when scan_layers, else one per layer (L_i = 1, each its own buff
 updates in place); ``positions``: int32 [B, S], the position held by each slot, -1 for
 empty or padding slots (never attended to); ``index``: int32 [], the next slot to write.
 
+abc-parameterization hooks (Everett et al. 2024): every kernel has a layer type,
+embedding (``embed``, ``pos_embed``), hidden (attention and MLP kernels) or readout
+(``unembed``); ``cfg.<type>_multiplier`` scales its output (the parameter multiplier
+n^-a) and ``cfg.<type>_init_std`` sets its init std (n^-b); norms are not scaled.
+
 Activations, the residual stream included, are in ``cfg.dtype``; norm statistics, RoPE
 and the attention softmax are computed in float32. Logits are float32: the final hidden
 state and the unembedding matrix are both cast to float32 *before* the unembedding
-matmul, so the softmax input never passes through bf16.
+matmul, so the softmax input never passes through bf16 (float64 models keep float64).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Any
 
@@ -68,8 +74,8 @@ _CHOICES = {
     "position": ("rope", "learned"),
     "mlp": ("swiglu", "gelu"),
     "attention_impl": ("xla", "cudnn", "auto"),
-    "dtype": ("float32", "bfloat16", "float16"),
-    "param_dtype": ("float32", "bfloat16", "float16"),
+    "dtype": ("float32", "bfloat16", "float16", "float64"),
+    "param_dtype": ("float32", "bfloat16", "float16", "float64"),
 }
 
 
@@ -101,6 +107,16 @@ class TransformerConfig:
     dtype: str = "float32"  # compute dtype
     param_dtype: str = "float32"
     init_std: float = 0.02  # normal init std; output projections get 1/sqrt(2*num_layers)
+    # abc-parameterization hooks (Everett et al. 2024; optim/parameterization.py derives
+    # them from (a, b) and the width): a layer type's effective weight is multiplier * w
+    # with w ~ N(0, std^2). Types: embedding (token and position tables), hidden (q, k,
+    # v, o and MLP kernels), readout (unembedding). std 0 keeps the init_std default.
+    embedding_multiplier: float = 1.0
+    hidden_multiplier: float = 1.0
+    readout_multiplier: float = 1.0
+    embedding_init_std: float = 0.0
+    hidden_init_std: float = 0.0
+    readout_init_std: float = 0.0
 
     def __post_init__(self):
         for name, choices in _CHOICES.items():
@@ -138,6 +154,11 @@ class TransformerConfig:
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(
                 f"TransformerConfig.dropout={self.dropout!r} is invalid; it must be in [0, 1)."
+            )
+        if self.tie_embeddings and (self.readout_multiplier != 1.0 or self.readout_init_std):
+            raise ValueError(
+                "TransformerConfig: readout_multiplier/readout_init_std need untied embeddings "
+                "(tie_embeddings=False); a tied table is initialized as the embedding."
             )
         for name in ("norm_eps", "rope_base", "init_std"):
             if getattr(self, name) <= 0:
@@ -180,10 +201,11 @@ def _dense(
     std: float,
     rngs: nnx.Rngs,
     dtype: Any = None,
+    multiplier: float = 1.0,
 ) -> nnx.Einsum:
     """An einsum projection whose bias covers the kernel's trailing (output) axes."""
     n_out = len(bias_names)
-    return nnx.Einsum(
+    return ScaledEinsum(
         einsum_str,
         kernel_shape,
         kernel_shape[-n_out:] if cfg.use_bias else None,
@@ -192,6 +214,7 @@ def _dense(
         kernel_init=_normal(std, kernel_names),
         bias_init=_zeros(bias_names),
         rngs=rngs,
+        multiplier=multiplier,
     )
 
 
@@ -209,9 +232,32 @@ def _norm(cfg: TransformerConfig, size: int, *, rngs: nnx.Rngs) -> nnx.Module:
     return nnx.LayerNorm(size, use_bias=cfg.norm_bias, bias_init=_zeros(("norm",)), **kwargs)
 
 
+def _logit_dtype(cfg: TransformerConfig) -> Any:
+    """float32, or float64 for a float64 model (exact-arithmetic tests)."""
+    return jnp.promote_types(jnp.float32, jnp.dtype(cfg.dtype))
+
+
+def _hidden_std(cfg: TransformerConfig) -> float:
+    """Init std of the hidden kernels' inputs side (q, k, v, MLP up/gate)."""
+    return cfg.hidden_init_std or cfg.init_std
+
+
 def _out_std(cfg: TransformerConfig) -> float:
-    """Init std of residual output projections: init_std / sqrt(2 * num_layers)."""
-    return cfg.init_std / math.sqrt(2 * cfg.num_layers)
+    """Init std of residual output projections: the hidden std / sqrt(2 * num_layers)."""
+    return _hidden_std(cfg) / math.sqrt(2 * cfg.num_layers)
+
+
+class ScaledEinsum(nnx.Einsum):
+    """nnx.Einsum whose output is multiplied by a constant (the abc parameter multiplier;
+    with a bias, multiplier * (x w + b)). Same params and paths as nnx.Einsum."""
+
+    def __init__(self, *args: Any, multiplier: float = 1.0, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.multiplier = multiplier
+
+    def __call__(self, inputs: jax.Array, einsum_str: str | None = None) -> jax.Array:
+        y = super().__call__(inputs, einsum_str)
+        return y if self.multiplier == 1.0 else y * jnp.asarray(self.multiplier, y.dtype)
 
 
 # ----------------------------------------------------------------------------- layers
@@ -252,14 +298,13 @@ class Attention(nnx.Module):
         D, N, H = cfg.d_model, cfg.num_heads, cfg.resolved_head_dim
         self.cfg = cfg
         in_names, head_names = ("embed", "heads", "head_dim"), ("heads", "head_dim")
-        in_proj = lambda: _dense(
-            cfg, "BTD,DNH->BTNH", (D, N, H), in_names, head_names, std=cfg.init_std, rngs=rngs
+        dense = functools.partial(_dense, cfg, rngs=rngs, multiplier=cfg.hidden_multiplier)
+        in_proj = lambda: dense(
+            "BTD,DNH->BTNH", (D, N, H), in_names, head_names, std=_hidden_std(cfg)
         )
         self.q_proj, self.k_proj, self.v_proj = in_proj(), in_proj(), in_proj()
         out_names = ("heads", "head_dim", "embed")
-        self.o_proj = _dense(
-            cfg, "BTNH,NHD->BTD", (N, H, D), out_names, ("embed",), std=_out_std(cfg), rngs=rngs
-        )
+        self.o_proj = dense("BTNH,NHD->BTD", (N, H, D), out_names, ("embed",), std=_out_std(cfg))
         if cfg.qk_norm:
             self.q_norm = _norm(cfg, H, rngs=rngs)
             self.k_norm = _norm(cfg, H, rngs=rngs)
@@ -316,15 +361,14 @@ class MLP(nnx.Module):
     def __init__(self, cfg: TransformerConfig, *, rngs: nnx.Rngs):
         D, F = cfg.d_model, cfg.d_ff
         self.gated = cfg.mlp == "swiglu"
-        in_proj = lambda: _dense(
-            cfg, "BTD,DF->BTF", (D, F), ("embed", "mlp"), ("mlp",), std=cfg.init_std, rngs=rngs
+        dense = functools.partial(_dense, cfg, rngs=rngs, multiplier=cfg.hidden_multiplier)
+        in_proj = lambda: dense(
+            "BTD,DF->BTF", (D, F), ("embed", "mlp"), ("mlp",), std=_hidden_std(cfg)
         )
         if self.gated:
             self.gate = in_proj()
         self.up = in_proj()
-        self.down = _dense(
-            cfg, "BTF,FD->BTD", (F, D), ("mlp", "embed"), ("embed",), std=_out_std(cfg), rngs=rngs
-        )
+        self.down = dense("BTF,FD->BTD", (F, D), ("mlp", "embed"), ("embed",), std=_out_std(cfg))
 
     def __call__(self, x_BTD: jax.Array) -> jax.Array:
         """Applies the feed-forward network to [B,T,D]."""
@@ -418,7 +462,7 @@ class Transformer(nnx.Module):
             cfg.d_model,
             dtype=dtype,
             param_dtype=param_dtype,
-            embedding_init=_normal(cfg.init_std, ("vocab", "embed")),
+            embedding_init=_normal(cfg.embedding_init_std or cfg.init_std, ("vocab", "embed")),
             rngs=rngs,
         )
         if cfg.position == "learned":
@@ -427,7 +471,7 @@ class Transformer(nnx.Module):
                 cfg.d_model,
                 dtype=dtype,
                 param_dtype=param_dtype,
-                embedding_init=_normal(cfg.init_std, (None, "embed")),
+                embedding_init=_normal(cfg.embedding_init_std or cfg.init_std, (None, "embed")),
                 rngs=rngs,
             )
         if cfg.scan_layers:
@@ -442,9 +486,10 @@ class Transformer(nnx.Module):
                 (cfg.d_model, cfg.vocab_size),
                 ("embed", "vocab"),
                 ("vocab",),
-                std=cfg.init_std,
+                std=cfg.readout_init_std or cfg.init_std,
                 rngs=rngs,
-                dtype=jnp.float32,  # logits in float32
+                dtype=_logit_dtype(cfg),  # logits in float32 (float64 for float64 models)
+                multiplier=cfg.readout_multiplier,
             )
         self.embed_dropout = nnx.Dropout(cfg.dropout)
 
@@ -489,9 +534,7 @@ class Transformer(nnx.Module):
             key_emb, key_layers = jax.random.split(rngs.dropout())
             keys_L = jax.random.split(key_layers, cfg.num_layers)
 
-        x_BTD = self.embed(tokens_BT)
-        if cfg.position == "learned":
-            x_BTD = x_BTD + self.pos_embed(positions_BT)
+        x_BTD = self.embed_tokens(tokens_BT, positions_BT)
         x_BTD = self.embed_dropout(x_BTD, deterministic=deterministic, rngs=key_emb)
 
         block_fn = lambda block, x, key: _run_block(
@@ -550,9 +593,7 @@ class Transformer(nnx.Module):
         key_pos = (cache["positions"][:, None, None, :], positions_BT[:, None, None, :])
         masks = tuple((p >= 0) & (p <= positions_BT[:, None, :, None]) for p in key_pos)
         pos_BT = jnp.maximum(positions_BT, 0)
-        x_BTD = self.embed(tokens_BT)
-        if cfg.position == "learned":
-            x_BTD = x_BTD + self.pos_embed(pos_BT)
+        x_BTD = self.embed_tokens(tokens_BT, pos_BT)
         write = lambda c, x, at: jax.lax.dynamic_update_slice_in_dim(c, x.astype(c.dtype), at, 3)
         if cfg.scan_layers:
 
@@ -581,11 +622,19 @@ class Transformer(nnx.Module):
         positions = jax.lax.dynamic_update_slice_in_dim(cache["positions"], positions_BT, index, 1)
         return logits_BTV, dict(k=k, v=v, positions=positions, index=index + tokens_BT.shape[1])
 
+    def embed_tokens(self, tokens_BT: jax.Array, positions_BT: jax.Array) -> jax.Array:
+        """Token (+ learned position) embeddings [B,T,D], times the embedding multiplier."""
+        x_BTD = self.embed(tokens_BT)
+        if self.cfg.position == "learned":
+            x_BTD = x_BTD + self.pos_embed(positions_BT)
+        m = self.cfg.embedding_multiplier
+        return x_BTD if m == 1.0 else x_BTD * jnp.asarray(m, x_BTD.dtype)
+
     def unembed_logits(self, x_BTD: jax.Array) -> jax.Array:
         """Float32 logits [B,T,V]: casts activations and weights to f32 before the matmul."""
-        x_BTD = x_BTD.astype(jnp.float32)
+        x_BTD = x_BTD.astype(_logit_dtype(self.cfg))
         if self.cfg.tie_embeddings:
-            embedding_VD = self.embed.embedding[...].astype(jnp.float32)
+            embedding_VD = self.embed.embedding[...].astype(x_BTD.dtype)
             return jnp.einsum("BTD,VD->BTV", x_BTD, embedding_VD)
         return self.unembed(x_BTD)
 

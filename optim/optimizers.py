@@ -7,10 +7,13 @@ change there does not change the optimizer-state structure):
 
     'clip'     clip_by_global_norm(grad_clip_norm), or identity if grad_clip_norm == 0
     'core'     adamw:     scale_by_adam(b1, b2, eps)                 state ScaleByAdamState
+               (with eps_multipliers ((regex, m), ...): tensor-wise eps * m, by dividing
+               the gradient by m first: chain(stateless, scale_by_adam) state)
                adam_atan2: scale_by_adam_atan2(b1, b2, atan2_a, atan2_b) (no eps; same state)
                sgd:       trace(momentum, nesterov)                  state TraceState
                adafactor: chain(scale_by_factored_rms(decay_rate, min_dim_size_to_factor),
-                                clip_by_block_rms(clip_threshold))    state (FactoredState, ...)
+                                clip_by_block_rms(clip_threshold)[,
+                                scale_by_param_block_rms()])         state (FactoredState, ...)
     then, for weight_decay_mode='decoupled' (standard AdamW):
     'decay'    add_decayed_weights(wd, mask)
     'lr_mult'  multiply by the per-parameter LR multiplier m_p
@@ -58,11 +61,13 @@ OPTIMIZER_DEFAULTS: dict[str, Any] = {
     "adafactor_decay_rate": 0.8,
     "adafactor_min_dim_to_factor": 128,
     "adafactor_clip_threshold": 1.0,
+    "adafactor_param_scale": False,
     "weight_decay": 0.0,
     "weight_decay_mode": "decoupled",
     "decay_exclude": "",
     "grad_clip_norm": 1.0,
     "lr_multipliers": (),
+    "eps_multipliers": (),
 }
 
 
@@ -122,6 +127,8 @@ def _core(c: dict[str, Any]) -> optax.GradientTransformation:
                 min_dim_size_to_factor=int(c["adafactor_min_dim_to_factor"]),
             ),
             optax.clip_by_block_rms(threshold) if threshold > 0 else optax.identity(),
+            # Updates relative to each tensor's RMS (floored at 1e-3), as in Adafactor's paper.
+            optax.scale_by_param_block_rms() if c["adafactor_param_scale"] else optax.identity(),
         )
     raise ValueError(f"Unknown optimizer {name!r}; valid choices are {', '.join(OPTIMIZERS)}.")
 
@@ -166,9 +173,18 @@ def build_optimizer(
             ("lr_mult", lr_mult),
             ("decay", optax.add_decayed_weights(wd / lr_max, mask=mask)),
         ]
+    core = _core(c)
+    if c["eps_multipliers"]:
+        if c["name"] != "adamw":
+            raise ValueError("eps_multipliers apply to optimizer 'adamw' only (its eps).")
+        # Adam is invariant to the scale of a tensor's gradient except through eps, so
+        # dividing the gradient by m before it is exactly Adam with eps * m for that tensor
+        # (the moments are stored divided by m and m^2). optax's Adam has one scalar eps.
+        inverse = [(regex, 1.0 / float(m)) for regex, m in c["eps_multipliers"]]
+        core = optax.chain(_lr_multiplier_transform(params, inverse), core)
     return optax.named_chain(
         ("clip", optax.clip_by_global_norm(clip) if clip > 0 else optax.identity()),
-        ("core", _core(c)),
+        ("core", core),
         *tail,
         ("lr", optax.scale_by_learning_rate(schedule)),
     )

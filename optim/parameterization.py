@@ -216,6 +216,56 @@ def gradient_exponents(param: str | Param) -> dict[str, float]:
     return {k: (ar if k == "readout" else p[k][0] + ar + br) for k in LAYER_TYPES}
 
 
+# Parameter-path regexes of each layer type in models/transformer.py (norm scales are
+# in no type: multiplier 1, the base learning rate and eps).
+TRANSFORMER_LAYERS = {
+    "embedding": r"^(embed|pos_embed)/embedding$",
+    "hidden": r"^blocks/.*(q_proj|k_proj|v_proj|o_proj|gate|up|down)/kernel$",
+    "readout": r"^unembed/kernel$",
+}
+
+
+def transformer_settings(
+    param: str | Param,
+    optimizer: str,
+    alignment: str | Alignment = "full",
+    *,
+    width: int,
+    base_width: int,
+    lr_constants: Mapping[str, float] | None = None,
+    init_constants: Mapping[str, float] | None = None,
+    scale_eps: bool = False,
+) -> dict[str, Any]:
+    """Config values that realize `param` at `width` for models/transformer.py.
+
+    Returns {'model': {<type>_multiplier: width^-a, <type>_init_std: C_init width^-b},
+    'lr_multipliers': ((regex, C_l (width/base_width)^-c_l), ...),
+    'eps_multipliers': ((regex, (width/base_width)^-g_l), ...) if scale_eps else ()}:
+    the parameter multiplier and init std use the absolute width, as in the paper; the
+    learning rate is relative to `base_width`, where the constants C_l are tuned; eps
+    follows each layer's gradient scale (gradient_exponents), so eps_l / sqrt(v_l) does
+    not drift with width. The optimizer name is the solver's ('sgd', 'adam', 'adafactor')."""
+    p = get_parameterization(param)
+    c = lr_exponents(p, optimizer, alignment)
+    g = gradient_exponents(p)
+    lr_c = {k: 1.0 for k in LAYER_TYPES} | dict(lr_constants or {})
+    init_c = {k: 1.0 for k in LAYER_TYPES} | dict(init_constants or {})
+    rel = width / base_width
+    model = {}
+    for k in LAYER_TYPES:
+        a, b = p[k]
+        model[f"{k}_multiplier"] = float(width ** (-a))
+        model[f"{k}_init_std"] = float(init_c[k] * width ** (-b))
+    lrs = tuple((TRANSFORMER_LAYERS[k], float(lr_c[k] * rel ** (-c[k]))) for k in LAYER_TYPES)
+    eps = tuple((TRANSFORMER_LAYERS[k], float(rel ** (-g[k]))) for k in LAYER_TYPES)
+    return {
+        "model": model,
+        "lr_multipliers": lrs,
+        "eps_multipliers": eps if scale_eps else (),
+        "c": c,
+    }
+
+
 def log_alignment_ratio(a_mk: Any, b_kn: Any) -> float:
     """log_K(RMS(A B) / (RMS(A) RMS(B))) with K the contracted (fan-in) size.
 

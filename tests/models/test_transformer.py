@@ -296,7 +296,7 @@ def test_bf16_compute_close_to_fp32():
         (dict(position="alibi"), "position"),
         (dict(mlp="relu"), "mlp"),
         (dict(attention_impl="flash"), "attention_impl"),
-        (dict(dtype="float64"), "dtype"),
+        (dict(dtype="int8"), "dtype"),
         (dict(d_model=30, num_heads=4), "d_model"),
         (dict(d_model=12, num_heads=4), "head_dim"),  # head_dim 3 is odd: invalid with rope
         (dict(dropout=1.5), "dropout"),

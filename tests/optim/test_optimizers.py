@@ -381,3 +381,27 @@ def test_works_with_nnx_optimizer():
     after = nnx.to_pure_dict(nnx.state(model, nnx.Param))
     np.testing.assert_array_equal(after["blocks"][1]["kernel"], params["blocks"][1]["kernel"])
     assert not np.allclose(after["blocks"][0]["kernel"], params["blocks"][0]["kernel"])
+
+
+def test_eps_multipliers_are_adam_with_a_per_tensor_eps():
+    params = {"w": jnp.zeros((3, 2)), "v": jnp.zeros((2,))}
+    grads = {"w": jnp.full((3, 2), 1e-3), "v": jnp.full((2,), 1e-3)}
+    schedule = make_schedule("constant", peak_lr=1.0, total_steps=4)
+    c = cfg(name="adamw", eps=1e-3, eps_multipliers=(("^w$", 10.0),))
+    updates = one_update(build_optimizer(c, schedule, params), params, grads)
+    for name, eps in (("w", 1e-2), ("v", 1e-3)):  # w: eps * 10; v: unchanged
+        ref = one_update(optax.scale_by_adam(b1=0.9, b2=0.95, eps=eps), params, grads)[name]
+        np.testing.assert_allclose(updates[name], -np.asarray(ref), rtol=1e-5)
+    assert float(updates["w"][0, 0]) == pytest.approx(-1e-3 / (1e-3 + 1e-2), rel=1e-4)
+    with pytest.raises(ValueError, match="eps_multipliers apply to optimizer 'adamw' only"):
+        build_optimizer(cfg(name="sgd", eps_multipliers=(("^w$", 2.0),)), schedule, params)
+
+
+def test_adafactor_param_scale_makes_updates_relative():
+    params = {"w": jnp.full((4, 4), 0.5)}
+    grads = {"w": jnp.ones((4, 4))}
+    schedule = make_schedule("constant", peak_lr=0.1, total_steps=4)
+    plain = one_update(build_optimizer(cfg(name="adafactor"), schedule, params), params, grads)
+    scaled_cfg = cfg(name="adafactor", adafactor_param_scale=True)
+    scaled = one_update(build_optimizer(scaled_cfg, schedule, params), params, grads)
+    np.testing.assert_allclose(scaled["w"], plain["w"] * 0.5, rtol=1e-5)  # x RMS(w) = 0.5

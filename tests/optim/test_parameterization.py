@@ -2,11 +2,16 @@
 published rows, its equivalence rules, stability/maximality, and the alignment ratio."""
 
 import itertools
+import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 from optim import parameterization as pz
+from tests.conftest import ROOT
 
 # (embedding, hidden, readout) exponents c, lr_l ~ n^-c_l. Adam rows and the SGD full-alignment
 # rows of standard and muP as published (see experiments/scaling_exponents/README.md).
@@ -106,3 +111,37 @@ def test_log_alignment_ratio():
     assert aligned == pytest.approx(1.0, abs=0.02)
     with pytest.raises(ValueError, match="K >= 2"):
         pz.log_alignment_ratio(np.ones((3, 4)), np.ones((5, 2)))
+
+
+def test_shift_rules_hold_exactly_in_float64_on_the_transformer():
+    """equivalence_check.py: (a + theta, b - theta, c - k theta) gives the same logits and
+    effective weights through three steps of SGD, Adam (eps = 0) and Adafactor."""
+    script = os.path.join(os.path.dirname(__file__), "equivalence_check.py")
+    env = dict(os.environ, JAX_ENABLE_X64="1", PYTHONPATH=ROOT, JAX_PLATFORMS="cpu")
+    proc = subprocess.run(
+        [sys.executable, script], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert set(result) == {f"{o}/{p}" for o in pz.OPTIMIZERS for p in ("standard", "mup")}
+    for key, r in result.items():
+        assert r["logits"] < 1e-12 and r["weights"] < 1e-12, (key, r)
+        assert r["moved"] > 1e-3, key  # the optimizer steps did change the model
+
+
+def test_transformer_settings_for_mup_adam():
+    s = pz.transformer_settings("mup", "adam", "full", width=64, base_width=16, scale_eps=True)
+    assert s["model"] == {
+        "embedding_multiplier": 8.0,  # 64^(1/2)
+        "hidden_multiplier": 1.0,
+        "readout_multiplier": 0.125,
+        "embedding_init_std": 0.125,  # 64^(-1/2)
+        "hidden_init_std": 0.125,
+        "readout_init_std": 0.125,
+    }
+    lrs = dict((pz.TRANSFORMER_LAYERS[k], k) for k in pz.LAYER_TYPES)
+    got = {lrs[regex]: m for regex, m in s["lr_multipliers"]}
+    assert got == pytest.approx({"embedding": 0.5, "hidden": 0.25, "readout": 0.5})  # 4^-c
+    eps = {lrs[regex]: m for regex, m in s["eps_multipliers"]}
+    assert eps == pytest.approx({"embedding": 0.5, "hidden": 0.25, "readout": 0.5})  # 4^-g
+    assert pz.transformer_settings("mup", "adam", width=64, base_width=16)["eps_multipliers"] == ()
