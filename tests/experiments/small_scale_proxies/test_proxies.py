@@ -112,7 +112,7 @@ def test_interventions_set_what_they_name():
     points = proxies.get_sweep()
     assert len(points) == 4 * 6 * 7
     lrs = sorted({p["arg:lr"] for p in points})
-    np.testing.assert_allclose(np.diff(np.log10(lrs)), 0.5)  # x sqrt(10) steps
+    np.testing.assert_allclose(np.diff(np.log10(lrs)), 0.5, atol=0.025)  # ~x sqrt(10) steps
     assert (lrs[0], lrs[-1]) == (3e-4, 3e-1)
     with pytest.raises(ValueError, match="intervention='qk' is unknown"):
         proxies.get_config("intervention=qk")
@@ -137,7 +137,7 @@ def test_tiny_reproduction_writes_table_and_figures(tmp_path):
     np.testing.assert_allclose(init, math.log(259), atol=0.1)  # near-uniform at init
     text = (out / "report.md").read_text()
     table = [line for line in text.splitlines() if line.startswith("| t")]
-    assert len(table) == 4  # two sizes, in the sensitivity and the best-loss tables
+    assert len(table) == 6  # two sizes, in the sensitivity, high-LR gap and best-loss tables
     cells = table[0].split("|")[3:-1]
     assert len(cells) == 6 and all(0.0 <= float(c) < 3.0 for c in cells)
     # The high-LR baseline's attention logits grow; qk-layernorm's stay small.
