@@ -38,7 +38,7 @@ SIZES = {
 }
 # The learning-rate grid: 3e-4 .. 3e-1 in x sqrt(10) steps (7 values).
 LRS = {
-    "tiny": [3e-4, 3e-2, 3e-1],
+    "tiny": [1e-3, 3e-1],
     "cpu": [3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1],
     "paper": [3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1],
 }
