@@ -124,8 +124,7 @@ class Trainer:
 
         def init() -> dict[str, Any]:
             params_key, train_key = jax.random.split(jax.random.key(config.seed))
-            model = task.build_model(nnx.Rngs(params_key))
-            params = nnx.to_pure_dict(nnx.state(model, nnx.Param))
+            params = initial_params(task, params_key)
             return {
                 "step": jnp.zeros((), jnp.int32),
                 "params": params,
@@ -552,6 +551,16 @@ class Trainer:
             "wall_time_s": time.time() - t_start,
             "workdir": os.path.abspath(self.workdir),
         }
+
+
+def initial_params(task: Any, key: jax.Array | int) -> dict:
+    """The task model's parameters at init (a pure dict), as the trainer creates them.
+
+    An int is a config seed: the params key is then derived as the trainer does."""
+    if isinstance(key, int):
+        key = jax.random.split(jax.random.key(key))[0]
+    model = task.build_model(nnx.Rngs(key))
+    return nnx.to_pure_dict(nnx.state(model, nnx.Param))
 
 
 def _rms(x: jax.Array) -> jax.Array:

@@ -55,9 +55,12 @@ matmul, so the softmax input never passes through bf16 (float64 models keep floa
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import functools
 import math
+from collections.abc import Iterator
 from typing import Any
 
 import jax
@@ -247,6 +250,21 @@ def _out_std(cfg: TransformerConfig) -> float:
     return _hidden_std(cfg) / math.sqrt(2 * cfg.num_layers)
 
 
+_CAPTURE_INPUTS: contextvars.ContextVar[bool] = contextvars.ContextVar("capture", default=False)
+
+
+@contextlib.contextmanager
+def capture_dense_inputs() -> Iterator[None]:
+    """Within this context every ScaledEinsum sows its input as `nnx.Intermediate`
+    'inputs'; run the model through `nnx.capture(model, nnx.Intermediate)` to get them.
+    For alignment probes; unrolled blocks only (scan_layers=False)."""
+    token = _CAPTURE_INPUTS.set(True)
+    try:
+        yield
+    finally:
+        _CAPTURE_INPUTS.reset(token)
+
+
 class ScaledEinsum(nnx.Einsum):
     """nnx.Einsum whose output is multiplied by a constant (the abc parameter multiplier;
     with a bias, multiplier * (x w + b)). Same params and paths as nnx.Einsum."""
@@ -256,6 +274,8 @@ class ScaledEinsum(nnx.Einsum):
         self.multiplier = multiplier
 
     def __call__(self, inputs: jax.Array, einsum_str: str | None = None) -> jax.Array:
+        if _CAPTURE_INPUTS.get():
+            self.sow(nnx.Intermediate, "inputs", inputs)
         y = super().__call__(inputs, einsum_str)
         return y if self.multiplier == 1.0 else y * jnp.asarray(self.multiplier, y.dtype)
 
