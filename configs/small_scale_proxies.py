@@ -29,7 +29,7 @@ from framework.config import ConfigError, parse_arg
 from framework.tasks import lm
 
 # d_model, num_layers per size; head_dim 32 (paper: 64), d_ff = 4 d_model.
-# Non-embedding parameters = 12 L d^2 (+ norms): xs 0.10M, s 0.39M, m 0.61M, l 1.2M.
+# Non-embedding parameters = 12 L d^2 (+ norms): xs 0.10M, s 0.39M, m 0.62M, l 1.2M.
 SIZES = {
     "tiny": {"t1": (32, 1), "t2": (64, 1)},
     "cpu": {"xs": (64, 2), "s": (128, 2), "m": (160, 2), "l": (224, 2)},
