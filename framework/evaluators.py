@@ -14,7 +14,7 @@ import numpy as np
 
 from framework import sharding
 from framework.config import ConfigError
-from framework.metrics import reduces_by_max
+from framework.metrics import accumulate, finalize, reduces_by_max
 
 
 class Evaluator:
@@ -77,18 +77,11 @@ class Evaluator:
             if self.num_batches and i >= self.num_batches:
                 break
             metrics, weight = self._step(params, sharding.put_batch(batch, self.batch_sharding))
-            for k, v in metrics.items():
-                if reduces_by_max(k):
-                    sums[k] = v if k not in sums else jnp.maximum(sums[k], v)
-                else:
-                    sums[k] = sums.get(k, 0.0) + v
+            accumulate(sums, metrics, jnp.maximum)
             total = total + weight
         if not sums:
             raise ValueError(f"evaluator {self.name!r}: split {self.split!r} gave no batches.")
         host: Mapping[str, Any] = jax.device_get((sums, total))
         sums, total = host
-        denom = max(float(total), 1e-12)
-        return {
-            k: float(np.asarray(v) if reduces_by_max(k) else np.asarray(v) / denom)
-            for k, v in sums.items()
-        }
+        means = finalize(sums, max(float(total), 1e-12))
+        return {k: float(np.asarray(v)) for k, v in means.items()}

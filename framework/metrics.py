@@ -11,7 +11,8 @@ import json
 import logging as py_logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import jax
 import numpy as np
@@ -24,6 +25,23 @@ def reduces_by_max(key: str) -> bool:
     maxima: gradient-accumulation microbatches, log windows and evaluation batches
     take their max. Every other metric is averaged."""
     return key.split("/", 1)[0].endswith("_max")
+
+
+def accumulate(acc: dict, new: Mapping[str, Any], maximum: Callable = max) -> None:
+    """Adds the metrics `new` into the running totals `acc` in place; maxima
+    (reduces_by_max) keep the larger value. `maximum`: jnp.maximum for device arrays."""
+    for k, v in new.items():
+        if k not in acc:
+            acc[k] = v
+        elif reduces_by_max(k):
+            acc[k] = maximum(acc[k], v)
+        else:
+            acc[k] = acc[k] + v
+
+
+def finalize(acc: Mapping[str, Any], denom: Any) -> dict[str, Any]:
+    """Running totals to means (totals / denom); maxima stay as they are."""
+    return {k: v if reduces_by_max(k) else v / denom for k, v in acc.items()}
 
 
 class MetricWriter:

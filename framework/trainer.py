@@ -209,7 +209,7 @@ class Trainer:
             xs = (jnp.arange(accum), jax.tree.map(split, batch))
             (loss, metrics, grads, total), _ = jax.lax.scan(body, zeros, xs)
             loss, grads = jax.tree.map(lambda x: x / total, (loss, grads))
-            metrics = {k: v if is_max(k) else v / total for k, v in metrics.items()}
+            metrics = metrics_lib.finalize(metrics, total)
         grad_norm = optax.tree.norm(grads)
         updates, opt_state = self.tx.update(grads, state["opt_state"], params)
         new_params = optax.apply_updates(params, updates)
@@ -427,17 +427,10 @@ class Trainer:
                     window_start - t_start,
                 )
                 return
-            for k, v in m.items():
-                if metrics_lib.reduces_by_max(k):
-                    window[k] = max(window.get(k, -np.inf), v)
-                else:
-                    window[k] = window.get(k, 0.0) + v
+            metrics_lib.accumulate(window, m)
             window_steps += 1
             if done_step % every["log_every"] == 0 or done_step == total:
-                mean = {
-                    k: v if metrics_lib.reduces_by_max(k) else v / window_steps
-                    for k, v in window.items()
-                }
+                mean = metrics_lib.finalize(window, window_steps)
                 elapsed = time.time() - window_start
                 rate = window_steps / elapsed if elapsed > 0 else 0.0
                 writer.write(done_step, "train", mean)

@@ -70,8 +70,7 @@ def train(param, optimizer: str) -> tuple[list, list]:
     opt_state = tx.init(params)
     # Every row holds every token, so no embedding row has a zero gradient (eps = 0).
     keys = jax.random.split(jax.random.key(1), 12)
-    perms = jnp.stack([jax.random.permutation(k, 9) % 8 for k in keys]).reshape(3, 4, 9)
-    tokens = perms
+    tokens = jnp.stack([jax.random.permutation(k, 9) % 8 for k in keys]).reshape(3, 4, 9)
 
     def loss(p, toks):
         logits = nnx.merge(graphdef, p)(toks[:, :-1])
