@@ -102,13 +102,7 @@ class Trainer:
         params_sharding = sharding.param_shardings(
             logical, abstract_params, self.mesh, config.mesh.rules
         )
-        self.schedule = optim.make_schedule(
-            config.schedule.name,
-            peak_lr=config.optimizer.lr,
-            total_steps=self.steps["total"],
-            warmup_steps=self.steps["warmup"],
-            final_lr_fraction=config.schedule.final_lr_fraction,
-        )
+        self.schedule = self._make_schedule(config.optimizer.lr)
         self.tx = optim.build_optimizer(config.optimizer, self.schedule, abstract_params)
         abstract_opt = jax.eval_shape(self.tx.init, abstract_params)
         replicated = NamedSharding(self.mesh, PartitionSpec())
@@ -138,12 +132,33 @@ class Trainer:
             self.state_sharding,
         )
         self._init = jax.jit(init, out_shardings=self.state_sharding)
-        self._step = jax.jit(
+        # The peak learning rate is an argument of the compiled step, not a constant in
+        # it, so runs that differ only in optimizer.lr (a learning-rate sweep) share one
+        # program through the persistent compilation cache.
+        self._lr_sharding = replicated
+        self.peak_lr = jax.make_array_from_callback(
+            (), replicated, lambda _: np.float32(config.optimizer.lr)
+        )
+        self._step_fn = jax.jit(
             self._train_step,
-            in_shardings=(self.state_sharding, self.batch_sharding),
+            in_shardings=(self.state_sharding, self.batch_sharding, replicated),
             out_shardings=(self.state_sharding, replicated),
             donate_argnums=0,
         )
+
+    def _make_schedule(self, peak_lr: Any) -> Any:
+        """The config's schedule with peak `peak_lr` (a float, or a traced scalar)."""
+        return optim.make_schedule(
+            self.config.schedule.name,
+            peak_lr=peak_lr,
+            total_steps=self.steps["total"],
+            warmup_steps=self.steps["warmup"],
+            final_lr_fraction=self.config.schedule.final_lr_fraction,
+        )
+
+    def _step(self, state: dict, batch: dict) -> tuple[dict, dict]:
+        """The jitted train step at the configured peak learning rate."""
+        return self._step_fn(state, batch, self.peak_lr)
 
     def merge(self, params: Any) -> nnx.Module:
         """The NNX model holding `params` (a pure dict)."""
@@ -156,12 +171,12 @@ class Trainer:
             loss = loss * jnp.where(step + 1 == nan_at, jnp.nan, 1.0)
         return loss, metrics
 
-    def _train_step(self, state: dict, batch: dict) -> tuple[dict, dict]:
+    def _train_step(self, state: dict, batch: dict, peak_lr: jax.Array) -> tuple[dict, dict]:
         """One optimizer step, with gradient accumulation and a NaN/Inf guard."""
         with partitioning.activation_sharding(self.mesh, sharding.ACTIVATION_RULES):
-            return self._train_step_body(state, batch)
+            return self._train_step_body(state, batch, peak_lr)
 
-    def _train_step_body(self, state: dict, batch: dict) -> tuple[dict, dict]:
+    def _train_step_body(self, state: dict, batch: dict, peak_lr: jax.Array) -> tuple[dict, dict]:
         step, params = state["step"], state["params"]
         rng = jax.random.fold_in(jax.random.wrap_key_data(state["rng"]), step)
         grad_fn = jax.value_and_grad(self._loss, has_aux=True)
@@ -211,7 +226,9 @@ class Trainer:
             loss, grads = jax.tree.map(lambda x: x / total, (loss, grads))
             metrics = metrics_lib.finalize(metrics, total)
         grad_norm = optax.tree.norm(grads)
-        updates, opt_state = self.tx.update(grads, state["opt_state"], params)
+        schedule = self._make_schedule(peak_lr)
+        tx = optim.build_optimizer(self.config.optimizer, schedule, params)
+        updates, opt_state = tx.update(grads, state["opt_state"], params)
         new_params = optax.apply_updates(params, updates)
         finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
         keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
@@ -223,12 +240,12 @@ class Trainer:
         }
         metrics = {k: v for k, v in metrics.items() if not k.startswith("_")}
         if self.config.train.log_tensor_rms:
-            metrics.update(tensor_rms(grads, updates, self.schedule(step)))
+            metrics.update(tensor_rms(grads, updates, schedule(step)))
         metrics.update(
             objective=loss,
             grad_norm=grad_norm,
             param_norm=optax.tree.norm(new_state["params"]),
-            learning_rate=self.schedule(step),
+            learning_rate=schedule(step),
             finite=finite.astype(jnp.float32),
         )
         return new_state, metrics
@@ -271,7 +288,9 @@ class Trainer:
 
     def compile_step(self) -> Any:
         """Lowers and compiles the train step ahead of time, allocating nothing."""
-        return self._step.lower(self.abstract_state, self.abstract_batch()).compile()
+        lr = jax.ShapeDtypeStruct((), jnp.float32, sharding=self._lr_sharding)
+        compiled = self._step_fn.lower(self.abstract_state, self.abstract_batch(), lr).compile()
+        return compiled
 
     def memory_report(self, compiled: Any) -> dict[str, Any]:
         """Compiled per-device memory of the train step, and whether it fits."""
@@ -475,7 +494,7 @@ class Trainer:
                     status = "preempted"
                     break
                 batch = sharding.put_batch(next(data_iter), self.batch_sharding)
-                state, metrics = self._compiled_step(state, batch)
+                state, metrics = self._compiled_step(state, batch, self.peak_lr)
                 timing["steps"] += 1
                 flush()
                 pending = (step + 1, metrics)

@@ -14,6 +14,7 @@ and stay there afterwards.
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import optax
 
@@ -44,7 +45,7 @@ def _rsqrt_after_warmup(peak_lr: float, warmup_steps: int) -> optax.Schedule:
 def make_schedule(
     name: str,
     *,
-    peak_lr: float,
+    peak_lr: float | jax.Array,
     total_steps: int,
     warmup_steps: int = 0,
     final_lr_fraction: float = 0.0,
@@ -60,7 +61,8 @@ def make_schedule(
         )
     if final_lr_fraction < 0:
         raise ValueError(f"final_lr_fraction must be >= 0, got {final_lr_fraction}.")
-    peak_lr = float(peak_lr)
+    if not isinstance(peak_lr, jax.Array):  # a traced peak (the trainer's step) stays one
+        peak_lr = float(peak_lr)
     final_lr = final_lr_fraction * peak_lr
     # Decay length after warmup; floored at 1 so warmup == total stays well defined
     # (the decay is then never reached during training).
