@@ -1,8 +1,10 @@
-"""Helpers shared by the experiments' report scripts: markdown tables and splicing a
-generated report into an experiment README (so no number there is typed by hand)."""
+"""Helpers shared by the experiments' report scripts: reading run outputs, markdown
+tables, a headless pyplot, and splicing a generated report into an experiment README
+(so no number there is typed by hand)."""
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
@@ -10,6 +12,31 @@ from collections.abc import Sequence
 from typing import Any
 
 BEGIN, END = "<!-- report:begin -->", "<!-- report:end -->"
+
+
+def read_json(path: str) -> dict:
+    """A JSON file's object."""
+    with open(path) as f:
+        return json.load(f)
+
+
+def read_metrics(run_dir: str) -> list[dict]:
+    """A run's metrics.jsonl rows ([] when it has none yet)."""
+    path = os.path.join(run_dir, "metrics.jsonl")
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def pyplot() -> Any:
+    """matplotlib.pyplot on the non-interactive Agg backend (reports run headless)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def fmt(v: Any, digits: int = 4) -> str:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import math
 import os
 from collections.abc import Sequence
@@ -26,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from experiments.report_utils import md_table, update_readme
+from experiments.report_utils import md_table, pyplot, read_json, read_metrics, update_readme
 
 FIGURES = ("loss_vs_lr.png", "lr_sensitivity.png", "attn_logits.png", "log_z.png", "grad_rms.png")
 HIGH_LR = 0.1  # the learning rate of the attention-logit and log Z figures (or the nearest)
@@ -53,19 +52,6 @@ def lr_sensitivity(final_losses: Sequence[float], init_loss: float) -> float:
     return float(np.mean([c - best for c in capped]))
 
 
-def _json(path: str) -> dict:
-    with open(path) as f:
-        return json.load(f)
-
-
-def _metrics(run_dir: str) -> list[dict]:
-    path = os.path.join(run_dir, "metrics.jsonl")
-    if not os.path.exists(path):
-        return []
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
 def load_runs(workdir: str) -> list[dict[str, Any]]:
     """One row per sweep point: size, intervention, lr, status, losses, parameters."""
     from models import transformer
@@ -74,7 +60,7 @@ def load_runs(workdir: str) -> list[dict[str, Any]]:
     if not os.path.exists(manifest_path):
         raise SystemExit(f"{workdir} holds no sweep.json; run the sweep there first.")
     rows = []
-    for name, point in _json(manifest_path)["points"].items():
+    for name, point in read_json(manifest_path)["points"].items():
         run_dir = os.path.join(workdir, name)
         row: dict[str, Any] = {
             "name": name,
@@ -89,8 +75,8 @@ def load_runs(workdir: str) -> list[dict[str, Any]]:
         }
         result_path = os.path.join(run_dir, "result.json")
         if os.path.exists(result_path):
-            result = _json(result_path)
-            config = _json(os.path.join(run_dir, "config.json"))["config"]
+            result = read_json(result_path)
+            config = read_json(os.path.join(run_dir, "config.json"))["config"]
             model = transformer.TransformerConfig(**config["model"])
             row["non_embedding_params"] = transformer.param_count(model)["non_embedding"]
             row["status"] = result["status"]
@@ -136,18 +122,9 @@ def sensitivity_table(rows: list[dict]) -> dict[tuple[str, str], dict[str, float
     return out
 
 
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_loss_vs_lr(rows: list[dict], path: str) -> None:
     """Final loss vs learning rate, a line per size, a panel per intervention."""
-    plt = _plt()
+    plt = pyplot()
     inters, sizes = _ordered(rows, "intervention"), _ordered(rows, "size")
     cols = min(3, len(inters))
     nrows = math.ceil(len(inters) / cols)
@@ -187,7 +164,7 @@ def plot_loss_vs_lr(rows: list[dict], path: str) -> None:
 
 def plot_sensitivity(table: dict, rows: list[dict], path: str) -> None:
     """LR sensitivity vs non-embedding parameters, a line per intervention."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     for inter in _ordered(rows, "intervention"):
         pts = sorted((v["params"], v["sensitivity"]) for (s, i), v in table.items() if i == inter)
@@ -209,7 +186,7 @@ def _pick(rows: list[dict], inter: str, size: str, lr: float) -> dict | None:
 
 
 def _curves(workdir: str, run: dict, key: str) -> tuple[list[int], list[float]]:
-    train = [m for m in _metrics(os.path.join(workdir, run["name"])) if m["split"] == "train"]
+    train = [m for m in read_metrics(os.path.join(workdir, run["name"])) if m["split"] == "train"]
     pts = [(m["step"], m[key]) for m in train if key in m]
     return [p[0] for p in pts], [p[1] for p in pts]
 
@@ -219,7 +196,7 @@ def plot_pair(
 ) -> dict[str, float]:
     """`key` vs step for the largest size at HIGH_LR, one line per (intervention, label);
     returns each line's last value."""
-    plt = _plt()
+    plt = pyplot()
     size = _ordered(rows, "size")[-1]
     fig, ax = plt.subplots(figsize=(6, 4))
     last = {}
@@ -248,14 +225,16 @@ def plot_pair(
 
 def plot_grad_rms(workdir: str, rows: list[dict], path: str, eps: float = 1e-8) -> None:
     """Gradient RMS of every tensor vs step (baseline, lr nearest 1e-3, each size)."""
-    plt = _plt()
+    plt = pyplot()
     sizes = _ordered(rows, "size")
     fig, axes = plt.subplots(1, len(sizes), figsize=(3.6 * len(sizes), 3.4), squeeze=False)
     for ax, size in zip(axes.flat, sizes):
         run = _pick(rows, "baseline", size, 1e-3)
         if run is None or run["status"] == "pending":
             continue
-        train = [m for m in _metrics(os.path.join(workdir, run["name"])) if m["split"] == "train"]
+        train = [
+            m for m in read_metrics(os.path.join(workdir, run["name"])) if m["split"] == "train"
+        ]
         keys = sorted({k for m in train for k in m if k.startswith("grad_rms/")})
         for k in keys:
             pts = [(m["step"], m[k]) for m in train if k in m]
