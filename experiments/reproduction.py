@@ -1,9 +1,9 @@
 """The one-command reproduction shared by the experiments: run every point of a config
 file's sweep with framework.sweep, then its report script.
 
-An experiment's run.py calls `main(CONFIG, report.main, argv, doc)`; finished points
-are skipped, so an interrupted reproduction continues where it stopped. Exit codes:
-0 done, 2 user error.
+An experiment's run.py calls `main(CONFIG, report.main, argv, doc)`, or, for a pipeline
+of sweeps, `parse_args` and `run_sweep` itself; finished points are skipped, so an
+interrupted reproduction continues where it stopped. Exit codes: 0 done, 2 user error.
 """
 
 from __future__ import annotations
@@ -13,8 +13,42 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from framework import config as config_lib, sweep
+
+
+def parse_args(argv: Sequence[str] | None, description: str, default_variant: str = "cpu") -> Any:
+    """The reproduction flags; exits 2 (one line) when --data_path does not exist."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--workdir", required=True, help="the sweep's directory")
+    p.add_argument("--variant", default=default_variant, help="cpu (the reproduction) | tiny")
+    p.add_argument("--parallel", type=int, default=2, help="runs trained at once")
+    p.add_argument("--data_path", default="", help="a text file or folder ('' = embedded)")
+    p.add_argument("--only", default=None, help="run only the points whose name matches")
+    p.add_argument("--readme", default="", help="splice the report into this README")
+    args = p.parse_args(argv)
+    if args.data_path and not os.path.exists(args.data_path):
+        print(
+            f"error: --data_path {args.data_path!r} does not exist; give a text file.",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
+    return args
+
+
+def run_sweep(config_path: str, arg: str, workdir: str, args: Any) -> list[dict[str, Any]]:
+    """framework.sweep.run_sweep of `config_path:arg` with the flags' parallelism, --only
+    and data path (raises ConfigError for a bad sweep)."""
+    overrides = {"data.path": os.path.abspath(args.data_path)} if args.data_path else {}
+    return sweep.run_sweep(
+        config_path, arg, workdir, args.parallel, only=args.only, overrides=overrides
+    )
+
+
+def report_argv(args: Any) -> list[str]:
+    """The report script's flags for this reproduction."""
+    return [f"--workdir={args.workdir}"] + ([f"--readme={args.readme}"] if args.readme else [])
 
 
 def main(
@@ -25,34 +59,13 @@ def main(
     default_variant: str = "cpu",
 ) -> int:
     """Parses the reproduction flags, runs the sweep, then the report (module docstring)."""
-    p = argparse.ArgumentParser(description=description)
-    p.add_argument("--workdir", required=True, help="the sweep's directory")
-    p.add_argument("--variant", default=default_variant, help="cpu (the reproduction) | tiny")
-    p.add_argument("--parallel", type=int, default=2, help="runs trained at once")
-    p.add_argument("--data_path", default="", help="a text file or folder ('' = embedded)")
-    p.add_argument("--only", default=None, help="run only the points whose name matches")
-    p.add_argument("--readme", default="", help="splice the report into this README")
-    args = p.parse_args(argv)
-    if args.data_path and not os.path.exists(args.data_path):
-        msg = f"error: --data_path {args.data_path!r} does not exist; give a text file."
-        print(msg, file=sys.stderr)
-        return 2
-    overrides = {"data.path": os.path.abspath(args.data_path)} if args.data_path else {}
+    args = parse_args(argv, description, default_variant)
     start = time.time()
     try:
-        sweep.run_sweep(
-            config_path,
-            f"variant={args.variant}",
-            args.workdir,
-            args.parallel,
-            only=args.only,
-            overrides=overrides,
-        )
+        run_sweep(config_path, f"variant={args.variant}", args.workdir, args)
     except config_lib.ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    report_main(
-        [f"--workdir={args.workdir}"] + ([f"--readme={args.readme}"] if args.readme else [])
-    )
+    report_main(report_argv(args))
     print(f"reproduction finished in {time.time() - start:.0f} s")
     return 0

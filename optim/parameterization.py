@@ -225,6 +225,24 @@ TRANSFORMER_LAYERS = {
 }
 
 
+# How the LR exponent c moves under the shift (a, b) -> (a + theta, b - theta) that
+# leaves training unchanged: c -> c - SHIFT[optimizer] * theta (Everett et al., Sec. 2).
+SHIFT = {"sgd": 2.0, "adam": 1.0, "adafactor": 0.0}
+
+
+def base_width_constants(param: str | Param, optimizer: str, base_width: int) -> dict[str, float]:
+    """LR constants C_l = base_width^(k a_l), k = SHIFT[optimizer]: with them every layer
+    trains at the base width exactly as its a = 0 equivalent (same b + a) does with the
+    base learning rate, so one base-LR grid fits every parameterization and they differ
+    only in how their learning rates and multipliers scale away from the base width.
+
+    By the shift rule, (a, b, c) with lr eta C (n/B)^-c trains like (0, a + b, c + k a)
+    with lr eta C B^-(k a) (n/B)^-(c + k a); at n = B that is eta when C = B^(k a)."""
+    _check_optimizer(optimizer)
+    p = get_parameterization(param)
+    return {k: float(base_width ** (SHIFT[optimizer] * p[k][0])) for k in LAYER_TYPES}
+
+
 def transformer_settings(
     param: str | Param,
     optimizer: str,
@@ -235,18 +253,24 @@ def transformer_settings(
     lr_constants: Mapping[str, float] | None = None,
     init_constants: Mapping[str, float] | None = None,
     scale_eps: bool = False,
+    per_layer: bool = True,
 ) -> dict[str, Any]:
     """Config values that realize `param` at `width` for models/transformer.py.
 
     Returns {'model': {<type>_multiplier: width^-a, <type>_init_std: C_init width^-b},
     'lr_multipliers': ((regex, C_l (width/base_width)^-c_l), ...),
-    'eps_multipliers': ((regex, (width/base_width)^-g_l), ...) if scale_eps else ()}:
+    'eps_multipliers': ((regex, (width/base_width)^-g_l), ...) if scale_eps else (),
+    'c': the exponents used}:
     the parameter multiplier and init std use the absolute width, as in the paper; the
     learning rate is relative to `base_width`, where the constants C_l are tuned; eps
     follows each layer's gradient scale (gradient_exponents), so eps_l / sqrt(v_l) does
-    not drift with width. The optimizer name is the solver's ('sgd', 'adam', 'adafactor')."""
+    not drift with width. `per_layer=False` uses c = 0 for every layer (one global LR,
+    not scaled with width: the usual practice the per-layer exponents are compared
+    with). The optimizer name is the solver's ('sgd', 'adam', 'adafactor')."""
     p = get_parameterization(param)
     c = lr_exponents(p, optimizer, alignment)
+    if not per_layer:
+        c = {k: 0.0 for k in LAYER_TYPES}
     g = gradient_exponents(p)
     lr_c = {k: 1.0 for k in LAYER_TYPES} | dict(lr_constants or {})
     init_c = {k: 1.0 for k in LAYER_TYPES} | dict(init_constants or {})

@@ -1,0 +1,670 @@
+"""Scaling-exponents report: the transfer picture, optimal-LR slopes, alignment and the
+epsilon comparison, from a sweep of configs/scaling_exponents.py.
+
+    python -m experiments.scaling_exponents.report --workdir=runs/scaling_exponents \\
+        [--out=runs/scaling_exponents/report] [--readme=experiments/scaling_exponents/README.md]
+
+Reads sweep.json and every point's result.json / metrics.jsonl in --workdir and
+writes to --out: report.md (tables and claim checks), runs.csv (one row per point),
+optimal_lr.csv (one row per study and width), transfer.png (final eval loss vs base LR,
+a line per width, a panel per study), optimal_lr.png (the optimal hidden-layer LR vs
+width with the fitted log-log slope beside the predicted exponents), alignment.png
+(alpha, omega, u vs step per width) and epsilon.png (Adam with fixed eps vs scaled
+eps vs Adam-atan2: best loss and gradient RMS vs width). --readme replaces the README's
+report section with report.md and copies the figures beside it.
+
+The optimal base LR of a width is the grid minimum of the final eval loss, refined by a
+parabola through it and its two neighbours in log2(LR) when it is inside the grid
+(moved at most half a grid step); an optimum on the grid's edge is flagged and left out
+of the slope fit. The slope is a least-squares fit of log2(optimal hidden LR) against
+log2(width), where the hidden LR is eta * C_hidden * (n / base)^-c_hidden.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from experiments.report_utils import md_table, pyplot, read_json, read_metrics, update_readme
+
+FIGURES = ("transfer.png", "optimal_lr.png", "alignment.png", "epsilon.png")
+CONSTANTS_DIR, TUNED_DIR = "constants", "tuned"  # the pipeline's later sweeps (run.py)
+TUNED_STUDY = "standard_tuned"  # the standard study with the searched LR constants
+TRANSFER_SLOPE = 0.25  # |residual slope of the optimal base LR| below this: "transfers"
+EPS_MARGIN = 0.02  # loss gap that counts as "fixed eps hurts" at the largest width
+
+
+def _config_module() -> Any:
+    from configs import scaling_exponents
+
+    return scaling_exponents
+
+
+def study_exponents(study: str, variant: str = "cpu") -> dict[str, Any]:
+    """The study's settings and its hidden-layer LR exponents: 'used' (what its runs
+    apply), 'full' and 'none' (the solver's, for each alignment assumption)."""
+    from optim import parameterization as pz
+
+    se = _config_module()
+    s = dict(se.DEFAULTS) | {"variant": variant} | se.STUDIES[study.removesuffix("_tuned")]
+    solver = se.SOLVER[s["optimizer"]]
+    full = pz.lr_exponents(s["param"], solver, "full")["hidden"]
+    none = pz.lr_exponents(s["param"], solver, "none")["hidden"]
+    used = 0.0 if s["lr_scaling"] == "global" else {"full": full, "none": none}[s["alignment"]]
+    return dict(settings=s, used=used, full=full, none=none)
+
+
+def _point_args(manifest: dict, point: dict) -> Any:
+    """A point's config-file arguments: the sweep's argument, then the point's 'arg:' keys."""
+    se = _config_module()
+    items = [x for x in str(manifest.get("arg") or "").split(",") if x.strip()]
+    items += [f"{k[4:]}={v}" for k, v in point.items() if k.startswith("arg:")]
+    return se.parse_args(",".join(items))
+
+
+def load_runs(workdir: str, study: str | None = None) -> list[dict[str, Any]]:
+    """One row per sweep point: study (or `study`), width, lr, LR constants, status,
+    losses and final probes."""
+    manifest_path = os.path.join(workdir, "sweep.json")
+    if not os.path.exists(manifest_path):
+        raise SystemExit(f"{workdir} holds no sweep.json; run the sweep there first.")
+    manifest = read_json(manifest_path)
+    rows = []
+    for name, point in manifest["points"].items():
+        run_dir = os.path.join(workdir, name)
+        a = _point_args(manifest, point)
+        row: dict[str, Any] = {
+            "name": name,
+            "dir": run_dir,
+            "study": study or a.study,
+            "width": int(a.width),
+            "lr": float(a.lr),
+            "c_emb": float(a.c_emb),
+            "c_readout": float(a.c_readout),
+            "status": "pending",
+            "init_loss": math.nan,
+            "final_loss": math.nan,
+        }
+        result_path = os.path.join(run_dir, "result.json")
+        if os.path.exists(result_path):
+            result = read_json(result_path)
+            row["status"] = result["status"]
+            row["init_loss"] = float(result.get("first_loss") or math.nan)
+            ev = result.get("eval") or {}
+            if result["status"] == "done" and ev.get("val"):
+                row["final_loss"] = float(ev["val"]["loss"])
+            for term in ("alpha", "omega", "u"):
+                for kind in ("hidden", "readout"):
+                    row[f"{term}_{kind}"] = float(
+                        ev.get("align", {}).get(f"{term}/{kind}", math.nan)
+                    )
+            train = result.get("train") or {}
+            row["grad_rms_hidden"] = _hidden_grad_rms(train)
+        rows.append(row)
+    return rows
+
+
+def grid_lr(lr: float, grid: Sequence[float]) -> float:
+    """The grid LR nearest to `lr` in log space (the constants search reuses grid LRs)."""
+    return min(grid, key=lambda g: abs(math.log(g) - math.log(lr)))
+
+
+def best_constants(rows: list[dict]) -> tuple[float, float]:
+    """(c_emb, c_readout) of the lowest finite final loss; (1, 1) wins ties or no data."""
+    finite = [r for r in rows if math.isfinite(r["final_loss"])]
+    if not finite:
+        return 1.0, 1.0
+    best = min(finite, key=lambda r: (r["final_loss"], (r["c_emb"], r["c_readout"]) != (1.0, 1.0)))
+    return best["c_emb"], best["c_readout"]
+
+
+def constants_table(rows: list[dict]) -> list[list[Any]]:
+    """Rows of c_emb with the final loss at each c_readout (columns sorted)."""
+    readouts = sorted(_ordered(rows, "c_readout"))
+    out = []
+    for c_emb in sorted(_ordered(rows, "c_emb")):
+        cells = []
+        for c_r in readouts:
+            match = [r["final_loss"] for r in rows if r["c_emb"] == c_emb and r["c_readout"] == c_r]
+            cells.append(match[0] if match else math.nan)
+        out.append([c_emb] + cells)
+    return out
+
+
+def _hidden_grad_rms(metrics: dict[str, float]) -> float:
+    """Geometric mean of the hidden kernels' gradient RMS in one metrics row."""
+    vals = [
+        v
+        for k, v in metrics.items()
+        if k.startswith("grad_rms/blocks/") and k.endswith("/kernel") and v and v > 0
+    ]
+    return float(np.exp(np.mean(np.log(vals)))) if vals else math.nan
+
+
+def _ordered(rows: list[dict], key: str) -> list:
+    return list(dict.fromkeys(r[key] for r in rows))
+
+
+def optimum(lrs: Sequence[float], losses: Sequence[float]) -> tuple[float, float, bool]:
+    """(optimal LR, its loss, on_edge) from final losses over a log-spaced LR grid.
+
+    Non-finite losses (diverged runs) never win. An interior grid minimum is refined by
+    the vertex of the parabola through it and its neighbours in log2(LR), clamped to
+    half a grid step; on_edge says the minimum is the grid's first or last LR."""
+    pts = sorted((float(lr), float(x)) for lr, x in zip(lrs, losses, strict=True))
+    finite = [i for i, (_, x) in enumerate(pts) if math.isfinite(x)]
+    if not finite:
+        return math.nan, math.nan, True
+    i = min(finite, key=lambda j: pts[j][1])
+    lr, best = pts[i]
+    if i == 0 or i == len(pts) - 1:
+        return lr, best, True
+    (l0, y0), (l2, y2) = pts[i - 1], pts[i + 1]
+    if not (math.isfinite(y0) and math.isfinite(y2)):
+        return lr, best, False
+    x0, x1, x2 = math.log2(l0), math.log2(lr), math.log2(l2)
+    # The vertex of the parabola through three points (x0, y0), (x1, best), (x2, y2).
+    den = (x0 - x1) * (x0 - x2) * (x1 - x2)
+    a = (x2 * (best - y0) + x1 * (y0 - y2) + x0 * (y2 - best)) / den
+    b = (x2**2 * (y0 - best) + x1**2 * (y2 - y0) + x0**2 * (best - y2)) / den
+    if a <= 0:
+        return lr, best, False
+    half = 0.5 * min(x1 - x0, x2 - x1)
+    vertex = min(max(-b / (2 * a), x1 - half), x1 + half)
+    return float(2.0**vertex), best, False
+
+
+def fit_slope(widths: Sequence[float], lrs: Sequence[float]) -> float:
+    """Least-squares slope of log2(lr) against log2(width) (NaN with < 2 points)."""
+    if len(widths) < 2:
+        return math.nan
+    return float(np.polyfit(np.log2(widths), np.log2(lrs), 1)[0])
+
+
+def optimal_lr_table(rows: list[dict], variant: str = "cpu") -> dict[str, dict[str, Any]]:
+    """study -> per-width optima, the fitted slopes and the predicted exponents."""
+    se = _config_module()
+    base = se.RUN[variant]["base"]
+    out = {}
+    for study in _ordered(rows, "study"):
+        ex = study_exponents(study, variant)
+        per_width = {}
+        for width in sorted(_ordered(rows, "width")):
+            group = [r for r in rows if r["study"] == study and r["width"] == width]
+            if not group or any(r["status"] not in ("done", "diverged") for r in group):
+                continue
+            lr, loss, edge = optimum([r["lr"] for r in group], [r["final_loss"] for r in group])
+            hidden_lr = lr * (width / base) ** (-ex["used"]) if math.isfinite(lr) else math.nan
+            per_width[width] = dict(lr=lr, loss=loss, edge=edge, hidden_lr=hidden_lr)
+        fit = [(w, v["hidden_lr"]) for w, v in per_width.items() if not v["edge"]]
+        slope = fit_slope([w for w, _ in fit], [x for _, x in fit])
+        out[study] = dict(
+            per_width=per_width,
+            slope=slope,  # of the optimal hidden-layer LR
+            base_slope=slope + ex["used"] if math.isfinite(slope) else math.nan,
+            fitted_points=len(fit),
+            **ex,
+        )
+    return out
+
+
+def plot_transfer(rows: list[dict], path: str) -> None:
+    """Final eval loss vs base LR, a line per width, a panel per study."""
+    plt = pyplot()
+    studies, widths = _ordered(rows, "study"), sorted(_ordered(rows, "width"))
+    cols = min(4, len(studies))
+    nrows = math.ceil(len(studies) / cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(3.8 * cols, 3.1 * nrows), squeeze=False)
+    colors = plt.cm.viridis(np.linspace(0.0, 0.9, len(widths)))
+    finite = [r["final_loss"] for r in rows if math.isfinite(r["final_loss"])]
+    init = [r["init_loss"] for r in rows if math.isfinite(r["init_loss"])]
+    top = min(max(init), np.percentile(finite, 90) + 0.5) if finite and init else 6.0
+    for ax, study in zip(axes.flat, studies, strict=False):
+        for width, color in zip(widths, colors, strict=True):
+            group = sorted(
+                (r for r in rows if r["study"] == study and r["width"] == width),
+                key=lambda r: r["lr"],
+            )
+            if not group:
+                continue
+            ys = [
+                min(r["final_loss"], top) if math.isfinite(r["final_loss"]) else top for r in group
+            ]
+            ax.plot([r["lr"] for r in group], ys, "o-", color=color, ms=3, label=f"n={width}")
+        ax.set_xscale("log", base=2)
+        ax.set_title(study, fontsize=10)
+        ax.set_xlabel("base learning rate")
+        ax.set_ylabel("final eval loss")
+        ax.grid(alpha=0.3)
+        if finite:
+            ax.set_ylim(min(finite) - 0.05, top + 0.05)
+    for ax in list(axes.flat)[len(studies) :]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=7)
+    fig.suptitle("transfer: final eval loss vs base LR (diverged runs drawn at the top)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_optimal_lr(table: dict, path: str) -> None:
+    """Optimal hidden-layer LR vs width per study, with its fit and the predictions."""
+    plt = pyplot()
+    studies = list(table)
+    cols = min(4, len(studies))
+    nrows = math.ceil(len(studies) / cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(3.8 * cols, 3.1 * nrows), squeeze=False)
+    for ax, study in zip(axes.flat, studies, strict=False):
+        t = table[study]
+        pts = sorted(t["per_width"].items())
+        if not pts:
+            continue
+        ws = np.array([w for w, _ in pts], float)
+        ys = np.array([v["hidden_lr"] for _, v in pts])
+        edge = np.array([v["edge"] for _, v in pts])
+        ax.plot(ws[~edge], ys[~edge], "o", color="C0", label="optimum")
+        ax.plot(ws[edge], ys[edge], "x", color="C3", label="on grid edge")
+        ok = ~edge & np.isfinite(ys)
+        if ok.sum() >= 2 and math.isfinite(t["slope"]):
+            w0, y0 = ws[ok][0], ys[ok][0]
+            anchor = np.exp(np.mean(np.log(ys[ok]))) / np.exp(
+                np.mean(t["slope"] * np.log(ws[ok] / w0))
+            )
+            ax.plot(
+                ws,
+                anchor * (ws / w0) ** t["slope"],
+                "-",
+                color="C0",
+                lw=1,
+                label=f"fit {t['slope']:+.2f}",
+            )
+            for key, style in (("full", "--"), ("none", ":")):
+                pred = -t[key]
+                ax.plot(
+                    ws,
+                    y0 * (ws / w0) ** pred,
+                    style,
+                    color="gray",
+                    lw=1,
+                    label=f"{key} alignment {pred:+.2f}",
+                )
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log", base=2)
+        ax.set_title(study, fontsize=10)
+        ax.set_xlabel("width n")
+        ax.set_ylabel("optimal hidden-layer LR")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6)
+    for ax in list(axes.flat)[len(studies) :]:
+        ax.axis("off")
+    fig.suptitle("optimal hidden-layer LR vs width: fitted slope vs predicted exponents")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def alignment_curves(rows: list[dict], study: str, table: dict) -> dict:
+    """width -> [(step, {term_kind: value})] for the study's best-LR run of each width."""
+    out = {}
+    for width, v in sorted(table.get(study, {}).get("per_width", {}).items()):
+        group = [r for r in rows if r["study"] == study and r["width"] == width]
+        finite = [r for r in group if math.isfinite(r["final_loss"])]
+        if not finite:
+            continue
+        best = min(finite, key=lambda r: r["final_loss"])
+        curve = []
+        for m in read_metrics(best["dir"]):
+            if m.get("split") == "align":
+                curve.append(
+                    (
+                        m["step"],
+                        {
+                            f"{t}_{k}": m.get(f"{t}/{k}", math.nan)
+                            for t in ("alpha", "omega", "u")
+                            for k in ("hidden", "readout")
+                        },
+                    )
+                )
+        out[width] = curve
+        del v
+    return out
+
+
+def plot_alignment(curves: dict, study: str, path: str) -> None:
+    """alpha, omega, u vs step (hidden, readout), a line per width."""
+    plt = pyplot()
+    fig, axes = plt.subplots(2, 3, figsize=(11, 5.6), squeeze=False)
+    colors = plt.cm.viridis(np.linspace(0.0, 0.9, max(1, len(curves))))
+    for i, kind in enumerate(("hidden", "readout")):
+        for j, term in enumerate(("alpha", "omega", "u")):
+            ax = axes[i, j]
+            for (width, curve), color in zip(sorted(curves.items()), colors, strict=False):
+                if curve:
+                    steps = [s for s, _ in curve]
+                    ax.plot(
+                        steps,
+                        [v[f"{term}_{kind}"] for _, v in curve],
+                        "o-",
+                        ms=3,
+                        color=color,
+                        label=f"n={width}",
+                    )
+            for level in (0.5, 1.0):
+                ax.axhline(level, color="gray", lw=0.8, ls=":")
+            ax.set_title(f"{term} ({kind})", fontsize=10)
+            ax.set_xlabel("step")
+            ax.set_ylim(0.3, 1.1)
+            ax.grid(alpha=0.3)
+    axes[0, 0].legend(fontsize=7)
+    fig.suptitle(f"log-alignment ratios vs step ({study}, best LR per width; 1/2 none, 1 full)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+EPS_STUDIES = ("mean_field", "eps_fixed", "eps_scaled", "atan2")
+
+
+def plot_epsilon(rows: list[dict], table: dict, eps: float, path: str) -> None:
+    """Left: best loss vs width per eps treatment; right: hidden gradient RMS vs eps."""
+    plt = pyplot()
+    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for study in EPS_STUDIES:
+        if study not in table:
+            continue
+        pts = sorted((w, v["loss"]) for w, v in table[study]["per_width"].items())
+        if pts:
+            ax0.plot(*zip(*pts), "o-", label=study)
+    ax0.set_xscale("log", base=2)
+    ax0.set_xlabel("width n")
+    ax0.set_ylabel("best final eval loss (over base LRs)")
+    ax0.grid(alpha=0.3)
+    ax0.legend(fontsize=8)
+    fixed = [r for r in rows if r["study"] == "eps_fixed" and math.isfinite(r["grad_rms_hidden"])]
+    if fixed:
+        widths = sorted(_ordered(fixed, "width"))
+        med = [np.median([r["grad_rms_hidden"] for r in fixed if r["width"] == w]) for w in widths]
+        ax1.plot(widths, med, "o-", label="hidden gradient RMS (eps_fixed, median over LRs)")
+    ref = [r for r in rows if r["study"] == "mean_field" and math.isfinite(r["grad_rms_hidden"])]
+    if ref:
+        widths = sorted(_ordered(ref, "width"))
+        med = [np.median([r["grad_rms_hidden"] for r in ref if r["width"] == w]) for w in widths]
+        ax1.plot(widths, med, "s--", label="same, mean_field with eps 1e-8")
+    ax1.axhline(eps, color="C3", ls=":", label=f"fixed eps = {eps:g}")
+    ax1.set_xscale("log", base=2)
+    ax1.set_yscale("log")
+    ax1.set_xlabel("width n")
+    ax1.set_ylabel("gradient RMS at the end of training")
+    ax1.grid(alpha=0.3)
+    ax1.legend(fontsize=7)
+    fig.suptitle("Adam's epsilon: fixed vs width-scaled vs Adam-atan2 (mean-field)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _slope_rows(table: dict) -> list[list[Any]]:
+    out = []
+    for study, t in table.items():
+        s = t["settings"]
+        lrs = " ".join(
+            f"{w}:{v['lr']:.2g}{'*' if v['edge'] else ''}"
+            for w, v in sorted(t["per_width"].items())
+        )
+        out.append(
+            [
+                study,
+                s["param"],
+                s["optimizer"],
+                "global" if s["lr_scaling"] == "global" else f"per-layer ({s['alignment']})",
+                lrs,
+                t["base_slope"],
+                t["slope"],
+                -t["full"],
+                -t["none"],
+                t["fitted_points"],
+            ]
+        )
+    return out
+
+
+def _nearer(t: dict) -> str:
+    if not math.isfinite(t["slope"]):
+        return "no fit"
+    if t["full"] == t["none"]:
+        return "full = none"
+    full_gap, none_gap = abs(t["slope"] + t["full"]), abs(t["slope"] + t["none"])
+    return "full alignment" if full_gap < none_gap else "no alignment"
+
+
+def claims(table: dict, rows: list[dict]) -> list[str]:
+    """Claim checks, each a line naming the numbers it rests on."""
+    lines = []
+    widths = sorted(_ordered(rows, "width"))
+    if not widths:
+        return lines
+    top, bottom = widths[-1], widths[0]
+    per_layer = [
+        s
+        for s, t in table.items()
+        if t["settings"]["lr_scaling"] == "per_layer"
+        and s in ("standard", "ntk", "mup", "mean_field")
+    ]
+    transfer = [s for s in per_layer if abs(table[s]["base_slope"]) < TRANSFER_SLOPE]
+    if per_layer:
+        detail = ", ".join(f"{s} {table[s]['base_slope']:+.2f}" for s in per_layer)
+        lines.append(
+            f"- With per-layer exponents (full alignment) the optimal base LR is flat in width "
+            f"(|slope| < {TRANSFER_SLOPE}) for **{len(transfer)} of {len(per_layer)}** "
+            f"parameterizations ({detail})."
+        )
+    for s, t in table.items():
+        if math.isfinite(t["slope"]):
+            lines.append(
+                f"- {s}: optimal hidden-layer LR ∝ n^{t['slope']:+.2f} (predicted "
+                f"n^{-t['full']:+.2f} full, n^{-t['none']:+.2f} no alignment): nearer "
+                f"**{_nearer(t)}**."
+            )
+
+    def best(study: str, width: int) -> float:
+        return table.get(study, {}).get("per_width", {}).get(width, {}).get("loss", math.nan)
+
+    def cmp(a: str, b: str, width: int, text: str) -> None:
+        la, lb = best(a, width), best(b, width)
+        if math.isfinite(la) and math.isfinite(lb):
+            verdict = "yes" if la < lb else "no"
+            lines.append(f"- {text} at n={width}: {la:.4f} vs {lb:.4f} (**{verdict}**).")
+
+    cmp("standard", "mup", top, "Per-layer standard parameterization beats muP (best loss)")
+    cmp(TUNED_STUDY, "mup", top, "Per-layer standard with searched constants beats muP")
+    cmp(TUNED_STUDY, "standard", top, "Searched constants beat C_l = 1 for per-layer standard")
+    cmp(
+        "standard",
+        "standard_global",
+        top,
+        "Per-layer LRs beat one global LR for the standard parameterization (best loss)",
+    )
+    for width in (bottom, top):
+        vals = {s: best(s, width) for s in EPS_STUDIES}
+        if all(math.isfinite(v) for v in vals.values()):
+            lines.append(
+                f"- eps at n={width}: best loss Adam eps 1e-8 {vals['mean_field']:.4f}, fixed "
+                f"eps {vals['eps_fixed']:.4f}, scaled eps {vals['eps_scaled']:.4f}, Adam-atan2 "
+                f"{vals['atan2']:.4f}."
+            )
+    f, s, a = best("eps_fixed", top), best("eps_scaled", top), best("atan2", top)
+    if all(math.isfinite(x) for x in (f, s, a)):
+        hurt = f - min(s, a) > EPS_MARGIN
+        lines.append(
+            f"- A fixed eps hurts at the largest width and scaled eps / Adam-atan2 cure it "
+            f"(gap > {EPS_MARGIN}): {f:.4f} vs {s:.4f} / {a:.4f} (**{'yes' if hurt else 'no'}**)."
+        )
+    return lines
+
+
+def alignment_table(rows: list[dict], table: dict) -> list[list[Any]]:
+    """Final alignment ratios of each study's best-LR run at every width."""
+    out = []
+    for study, t in table.items():
+        for width in sorted(t["per_width"]):
+            group = [
+                r
+                for r in rows
+                if r["study"] == study and r["width"] == width and math.isfinite(r["final_loss"])
+            ]
+            if not group:
+                continue
+            r = min(group, key=lambda r: r["final_loss"])
+            out.append(
+                [study, width, r["lr"]]
+                + [
+                    r.get(f"{term}_{kind}", math.nan)
+                    for kind in ("hidden", "readout")
+                    for term in ("alpha", "omega", "u")
+                ]
+            )
+    return out
+
+
+def write_report(workdir: str, out: str, variant: str = "cpu") -> str:
+    """Writes report.md, the CSVs and the figures to `out`; returns the markdown."""
+    se = _config_module()
+    rows = load_runs(workdir)
+    const_rows: list[dict] = []
+    if os.path.exists(os.path.join(workdir, CONSTANTS_DIR, "sweep.json")):
+        const_rows = load_runs(os.path.join(workdir, CONSTANTS_DIR))
+    if os.path.exists(os.path.join(workdir, TUNED_DIR, "sweep.json")):
+        rows += load_runs(os.path.join(workdir, TUNED_DIR), study=TUNED_STUDY)
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "runs.csv"), "w", newline="") as f:
+        keys = list(dict.fromkeys(k for r in rows for k in r))
+        w = csv.DictWriter(f, fieldnames=keys)
+        w.writeheader()
+        w.writerows(rows)
+    table = optimal_lr_table(rows, variant)
+    with open(os.path.join(out, "optimal_lr.csv"), "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["study", "width", "optimal_base_lr", "best_loss", "on_edge", "hidden_lr"])
+        for study, t in table.items():
+            for width, v in sorted(t["per_width"].items()):
+                w.writerow([study, width, v["lr"], v["loss"], v["edge"], v["hidden_lr"]])
+    finished = sum(r["status"] in ("done", "diverged") for r in rows)
+    diverged = sum(r["status"] == "diverged" for r in rows)
+    lines = [f"{finished} of {len(rows)} runs finished ({diverged} diverged).", ""]
+    lines += [
+        "**Optimal base LR per width** (`*`: on the grid's edge, left out of the fit) and the "
+        "fitted log-log slopes; the predicted exponents are the solver's hidden-layer c "
+        "(lr_hidden ∝ n^-c) under full and no alignment:",
+        "",
+    ]
+    lines += md_table(
+        [
+            "study",
+            "param",
+            "optimizer",
+            "LR exponents",
+            "optimal base LR (width:lr)",
+            "slope base LR",
+            "slope hidden LR",
+            "predicted full",
+            "predicted none",
+            "fit points",
+        ],
+        _slope_rows(table),
+        digits=2,
+    )
+    widths = sorted(_ordered(rows, "width"))
+    lines += ["", "**Best final eval loss** (over the base LRs) per width:", ""]
+    lines += md_table(
+        ["study"] + [f"n={w}" for w in widths],
+        [
+            [s] + [t["per_width"].get(w, {}).get("loss", math.nan) for w in widths]
+            for s, t in table.items()
+        ],
+    )
+    lines += ["", "**Alignment at the end of training** (best-LR run of each width):", ""]
+    lines += md_table(
+        [
+            "study",
+            "width",
+            "lr",
+            "α hidden",
+            "ω hidden",
+            "u hidden",
+            "α readout",
+            "ω readout",
+            "u readout",
+        ],
+        alignment_table(rows, table),
+        digits=3,
+    )
+    if const_rows:
+        c_emb, c_readout = best_constants(const_rows)
+        lr = const_rows[0]["lr"]
+        lines += [
+            "",
+            f"**LR constants search** (standard, Adam, width {const_rows[0]['width']}, base LR "
+            f"{lr:.3g}): final eval loss by embedding constant (rows) and readout constant "
+            f"(columns), relative to the hidden layers'; best c_emb = {c_emb:g}, c_readout = "
+            f"{c_readout:g}, run at every width as `{TUNED_STUDY}`:",
+            "",
+        ]
+        readouts = sorted(_ordered(const_rows, "c_readout"))
+        lines += md_table(
+            ["c_emb \\ c_readout"] + [f"{c:g}" for c in readouts], constants_table(const_rows)
+        )
+    lines += ["", "**Claims checked here:**", ""] + claims(table, rows)
+    plot_transfer(rows, os.path.join(out, "transfer.png"))
+    plot_optimal_lr(table, os.path.join(out, "optimal_lr.png"))
+    align_study = "standard" if "standard" in table else next(iter(table), "")
+    plot_alignment(
+        alignment_curves(rows, align_study, table),
+        align_study,
+        os.path.join(out, "alignment.png"),
+    )
+    plot_epsilon(rows, table, se.EPS_DEMO, os.path.join(out, "epsilon.png"))
+    lines += [""] + [f"![{n}](figures/{n})" for n in FIGURES]
+    text = "\n".join(lines) + "\n"
+    with open(os.path.join(out, "report.md"), "w") as f:
+        f.write(text)
+    return text
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI: the report of one sweep (module docstring)."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--workdir", required=True)
+    p.add_argument("--out", default="")
+    p.add_argument("--variant", default="", help="the sweep's variant (default: from sweep.json)")
+    p.add_argument("--readme", default="")
+    args = p.parse_args(argv)
+    out = args.out or os.path.join(args.workdir, "report")
+    variant = args.variant or _variant(args.workdir)
+    text = write_report(args.workdir, out, variant)
+    print(text)
+    if args.readme:
+        update_readme(args.readme, text, out, FIGURES)
+    return 0
+
+
+def _variant(workdir: str) -> str:
+    """The variant the sweep in `workdir` was run with (its config argument)."""
+    path = os.path.join(workdir, "sweep.json")
+    if not os.path.exists(path):
+        return "cpu"
+    arg = str(read_json(path).get("arg") or "")
+    for item in arg.split(","):
+        key, _, value = item.partition("=")
+        if key.strip() == "variant":
+            return value.strip()
+    return "cpu"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
