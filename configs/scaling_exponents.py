@@ -32,6 +32,7 @@ alignment probes (experiments/scaling_exponents/alignment.py) with each evaluati
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import ml_collections
@@ -93,6 +94,7 @@ CONSTANTS = {
     "paper": {"arg:c_emb": [0.25, 1.0, 4.0, 16.0], "arg:c_readout": [0.25, 1.0, 4.0]},
 }
 SWEEPS = ("main", "constants", "tuned")
+TUNED_LRS = 5  # base LRs of the tuned study: the grid's 5 nearest to the base-width optimum
 DEFAULTS = dict(
     variant="cpu",
     study="",
@@ -233,8 +235,8 @@ def get_sweep(arg: str | None = None) -> list[dict]:
             --workdir=runs/se_tiny --parallel=2
     sweep=main: studies x widths x base LRs. sweep=constants (with lr=): the standard
     study at the base width with embedding x readout LR constants (CONSTANTS).
-    sweep=tuned (with c_emb=, c_readout=): the standard study with those constants at
-    every width and base LR. Points set this file's arguments ('arg:' keys): a study or
+    sweep=tuned (with lr=, c_emb=, c_readout=): the standard study with those constants at
+    every width and the TUNED_LRS grid LRs around lr. Points set this file's arguments ('arg:' keys): a study or
     a width sets several config values. experiments/scaling_exponents/run.py chains the
     three."""
     from framework.sweep import product
@@ -243,6 +245,9 @@ def get_sweep(arg: str | None = None) -> list[dict]:
     widths, lrs = {"arg:width": WIDTHS[a.variant]}, {"arg:lr": LRS[a.variant]}
     if a.sweep == "constants":
         return product({"arg:study": "standard"}, CONSTANTS[a.variant])
-    if a.sweep == "tuned":
-        return product({"arg:study": "standard"}, widths, lrs)
+    if a.sweep == "tuned":  # the TUNED_LRS grid LRs nearest to lr= (the base-width optimum)
+        grid = LRS[a.variant]
+        i = min(range(len(grid)), key=lambda j: abs(math.log(grid[j] / a.lr)))
+        lo = min(max(0, i - TUNED_LRS // 2), max(0, len(grid) - TUNED_LRS))
+        return product({"arg:study": "standard"}, widths, {"arg:lr": grid[lo : lo + TUNED_LRS]})
     return product({"arg:study": VARIANT_STUDIES[a.variant]}, widths, lrs)

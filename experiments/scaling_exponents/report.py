@@ -90,7 +90,11 @@ def load_runs(workdir: str, study: str | None = None) -> list[dict[str, Any]]:
             "status": "pending",
             "init_loss": math.nan,
             "final_loss": math.nan,
+            "grad_rms_hidden": math.nan,
         }
+        for term in ("alpha", "omega", "u"):
+            for kind in ("hidden", "readout"):
+                row[f"{term}_{kind}"] = math.nan
         result_path = os.path.join(run_dir, "result.json")
         if os.path.exists(result_path):
             result = read_json(result_path)
@@ -133,7 +137,7 @@ def constants_table(rows: list[dict]) -> list[list[Any]]:
         for c_r in readouts:
             match = [r["final_loss"] for r in rows if r["c_emb"] == c_emb and r["c_readout"] == c_r]
             cells.append(match[0] if match else math.nan)
-        out.append([c_emb] + cells)
+        out.append([f"{c_emb:g}"] + cells)
     return out
 
 
@@ -228,15 +232,23 @@ def plot_transfer(rows: list[dict], path: str) -> None:
     for ax, study in zip(axes.flat, studies, strict=False):
         for width, color in zip(widths, colors, strict=True):
             group = sorted(
-                (r for r in rows if r["study"] == study and r["width"] == width),
+                (
+                    r
+                    for r in rows
+                    if r["study"] == study
+                    and r["width"] == width
+                    and r["status"] != "pending"
+                    and r["status"] != "failed"
+                ),
                 key=lambda r: r["lr"],
             )
-            if not group:
-                continue
-            ys = [
-                min(r["final_loss"], top) if math.isfinite(r["final_loss"]) else top for r in group
-            ]
-            ax.plot([r["lr"] for r in group], ys, "o-", color=color, ms=3, label=f"n={width}")
+            ok = [r for r in group if math.isfinite(r["final_loss"])]
+            if ok:
+                ys = [min(r["final_loss"], top) for r in ok]
+                ax.plot([r["lr"] for r in ok], ys, "o-", color=color, ms=3, label=f"n={width}")
+            bad = [r["lr"] for r in group if not math.isfinite(r["final_loss"])]
+            if bad:
+                ax.plot(bad, [top] * len(bad), "x", color=color, ms=7)
         ax.set_xscale("log", base=2)
         ax.set_title(study, fontsize=10)
         ax.set_xlabel("base learning rate")
@@ -247,7 +259,7 @@ def plot_transfer(rows: list[dict], path: str) -> None:
     for ax in list(axes.flat)[len(studies) :]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=7)
-    fig.suptitle("transfer: final eval loss vs base LR (diverged runs drawn at the top)")
+    fig.suptitle("transfer: final eval loss vs base LR (x: diverged, drawn at the top)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -264,6 +276,8 @@ def plot_optimal_lr(table: dict, path: str) -> None:
         t = table[study]
         pts = sorted(t["per_width"].items())
         if not pts:
+            ax.set_title(f"{study}: no finished width", fontsize=9)
+            ax.axis("off")
             continue
         ws = np.array([w for w, _ in pts], float)
         ys = np.array([v["hidden_lr"] for _, v in pts])
@@ -361,7 +375,8 @@ def plot_alignment(curves: dict, study: str, path: str) -> None:
             ax.set_xlabel("step")
             ax.set_ylim(0.3, 1.1)
             ax.grid(alpha=0.3)
-    axes[0, 0].legend(fontsize=7)
+    if axes[0, 0].get_legend_handles_labels()[0]:
+        axes[0, 0].legend(fontsize=7)
     fig.suptitle(f"log-alignment ratios vs step ({study}, best LR per width; 1/2 none, 1 full)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -385,7 +400,8 @@ def plot_epsilon(rows: list[dict], table: dict, eps: float, path: str) -> None:
     ax0.set_xlabel("width n")
     ax0.set_ylabel("best final eval loss (over base LRs)")
     ax0.grid(alpha=0.3)
-    ax0.legend(fontsize=8)
+    if ax0.get_legend_handles_labels()[0]:
+        ax0.legend(fontsize=8)
     fixed = [r for r in rows if r["study"] == "eps_fixed" and math.isfinite(r["grad_rms_hidden"])]
     if fixed:
         widths = sorted(_ordered(fixed, "width"))
@@ -443,9 +459,74 @@ def _nearer(t: dict) -> str:
     return "full alignment" if full_gap < none_gap else "no alignment"
 
 
+# Pairs that the shift rule makes one model under Adam with the per-layer exponents:
+# (a, b, c) -> (a + 1/2, b - 1/2, c - 1/2) on the hidden and readout layers (and the
+# embedding for muP) maps the first onto the second, with eps the only difference.
+ADAM_EQUIVALENT = (("standard", "ntk"), ("mup", "mean_field"))
+EQUIVALENT_TOL = 0.01  # final-loss difference that still counts as "the same training"
+
+
+def equivalence_gaps(rows: list[dict]) -> dict[tuple[str, str], tuple[float, float, int]]:
+    """(study, study) -> (median and largest |final loss difference| over their common
+    finished points, number of points compared), for ADAM_EQUIVALENT pairs."""
+    out = {}
+    for a, b in ADAM_EQUIVALENT:
+        la = {(r["width"], r["lr"]): r["final_loss"] for r in rows if r["study"] == a}
+        lb = {(r["width"], r["lr"]): r["final_loss"] for r in rows if r["study"] == b}
+        diffs = [
+            abs(la[k] - lb[k])
+            for k in la.keys() & lb.keys()
+            if math.isfinite(la[k]) and math.isfinite(lb[k])
+        ]
+        if diffs:
+            out[(a, b)] = (float(np.median(diffs)), max(diffs), len(diffs))
+    return out
+
+
+def gradient_slopes(rows: list[dict], variant: str = "cpu") -> dict[str, tuple[float, float]]:
+    """study -> (fitted log-log slope of the hidden kernels' gradient RMS vs width, median
+    over the base LRs, at the end of training; the predicted -g_hidden), for the studies
+    with eps = 1e-8 and Adam."""
+    from optim import parameterization as pz
+
+    out = {}
+    for study in ("standard", "ntk", "mup", "mean_field"):
+        pts = []
+        for width in sorted(_ordered(rows, "width")):
+            vals = [
+                r["grad_rms_hidden"]
+                for r in rows
+                if r["study"] == study
+                and r["width"] == width
+                and math.isfinite(r["grad_rms_hidden"])
+            ]
+            if vals:
+                pts.append((width, float(np.median(vals))))
+        if len(pts) >= 2:
+            param = study_exponents(study, variant)["settings"]["param"]
+            predicted = -pz.gradient_exponents(param)["hidden"]
+            out[study] = (fit_slope([w for w, _ in pts], [g for _, g in pts]), predicted)
+    return out
+
+
 def claims(table: dict, rows: list[dict]) -> list[str]:
     """Claim checks, each a line naming the numbers it rests on."""
     lines = []
+    grads = gradient_slopes(rows)
+    if grads:
+        detail = ", ".join(f"{s} n^{v[0]:+.2f} (predicted n^{v[1]:+.2f})" for s, v in grads.items())
+        lines.append(
+            "- Hidden-kernel gradient RMS vs width at the end of training (median over the "
+            f"base LRs): {detail}."
+        )
+    for (a, b), (median, largest, count) in equivalence_gaps(rows).items():
+        same = "yes" if median < EQUIVALENT_TOL else "no"
+        lines.append(
+            f"- {a} and {b} train alike under Adam with eps = 1e-8 (the shift rule makes "
+            f"them one model but for eps and rounding): final-loss difference median "
+            f"{median:.4f}, largest {largest:.4f} over {count} (width, LR) points "
+            f"(**{same}**, yes = median below {EQUIVALENT_TOL})."
+        )
     widths = sorted(_ordered(rows, "width"))
     if not widths:
         return lines
@@ -498,6 +579,13 @@ def claims(table: dict, rows: list[dict]) -> list[str]:
                 f"eps {vals['eps_fixed']:.4f}, scaled eps {vals['eps_scaled']:.4f}, Adam-atan2 "
                 f"{vals['atan2']:.4f}."
             )
+    slopes = {k: table.get(k, {}).get("base_slope", math.nan) for k in EPS_STUDIES}
+    if all(math.isfinite(v) for v in slopes.values()):
+        lines.append(
+            "- Optimal base-LR slope vs width (0 = transfers), mean-field: eps 1e-8 "
+            f"{slopes['mean_field']:+.2f}, fixed eps {slopes['eps_fixed']:+.2f}, scaled eps "
+            f"{slopes['eps_scaled']:+.2f}, Adam-atan2 {slopes['atan2']:+.2f}."
+        )
     f, s, a = best("eps_fixed", top), best("eps_scaled", top), best("atan2", top)
     if all(math.isfinite(x) for x in (f, s, a)):
         hurt = f - min(s, a) > EPS_MARGIN
@@ -508,10 +596,15 @@ def claims(table: dict, rows: list[dict]) -> list[str]:
     return lines
 
 
+ALIGNMENT_STUDIES = ("standard", "mup", "standard_global")  # the others are equivalent
+
+
 def alignment_table(rows: list[dict], table: dict) -> list[list[Any]]:
-    """Final alignment ratios of each study's best-LR run at every width."""
+    """Final alignment ratios of the best-LR run at every width of ALIGNMENT_STUDIES."""
     out = []
     for study, t in table.items():
+        if study not in ALIGNMENT_STUDIES:
+            continue
         for width in sorted(t["per_width"]):
             group = [
                 r
@@ -588,7 +681,12 @@ def write_report(workdir: str, out: str, variant: str = "cpu") -> str:
             for s, t in table.items()
         ],
     )
-    lines += ["", "**Alignment at the end of training** (best-LR run of each width):", ""]
+    lines += [
+        "",
+        "**Alignment at the end of training** (best-LR run of each width; ntk and mean_field "
+        "train as standard and mup do):",
+        "",
+    ]
     lines += md_table(
         [
             "study",

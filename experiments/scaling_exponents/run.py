@@ -8,8 +8,9 @@
 1. WORKDIR: every study x width x base LR of `configs/scaling_exponents.py:variant=V`.
 2. WORKDIR/constants: the standard study at the base width and its best base LR from 1,
    over embedding x readout LR constants (the paper's constants search at small width).
-3. WORKDIR/tuned: the standard study with the best constants at every width and base LR
-   (the paper's per-layer prescription for the standard parameterization).
+3. WORKDIR/tuned: the standard study with the best constants at every width and the 5
+   grid LRs around that base LR (the paper's per-layer prescription for the standard
+   parameterization).
 Then experiments/scaling_exponents/report.py writes WORKDIR/report. Finished points are
 skipped (framework.sweep), so an interrupted reproduction continues where it stopped.
 Exit codes: 0 done, 2 user error.
@@ -48,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             const_dir = os.path.join(args.workdir, report.CONSTANTS_DIR)
             reproduction.run_sweep(CONFIG, f"{base},sweep=constants,lr={lr!r}", const_dir, args)
             c_emb, c_readout = report.best_constants(report.load_runs(const_dir))
-            tuned = f"{base},sweep=tuned,c_emb={c_emb!r},c_readout={c_readout!r}"
+            tuned = f"{base},sweep=tuned,lr={lr!r},c_emb={c_emb!r},c_readout={c_readout!r}"
             reproduction.run_sweep(
                 CONFIG, tuned, os.path.join(args.workdir, report.TUNED_DIR), args
             )

@@ -126,5 +126,18 @@ def test_constants_search_helpers():
     assert report.best_constants(rows) == (1.0, 1.0)
     assert report.best_constants([]) == (1.0, 1.0)
     table = report.constants_table(rows)
-    assert table[0][0] == 1.0 and math.isnan(table[0][1]) and table[0][2] == 2.15
-    assert table[1][0] == 4.0 and math.isnan(table[1][1]) and table[1][2] == 2.15
+    assert table[0][0] == "1" and math.isnan(table[0][1]) and table[0][2] == 2.15
+    assert table[1][0] == "4" and math.isnan(table[1][1]) and table[1][2] == 2.15
+
+
+def test_equivalence_gaps_compare_common_points():
+    rows = [
+        {"study": "standard", "width": 16, "lr": 0.01, "final_loss": 2.50},
+        {"study": "ntk", "width": 16, "lr": 0.01, "final_loss": 2.503},
+        {"study": "standard", "width": 32, "lr": 0.01, "final_loss": 2.40},
+        {"study": "ntk", "width": 32, "lr": 0.01, "final_loss": math.nan},
+        {"study": "mup", "width": 16, "lr": 0.01, "final_loss": 2.6},
+    ]
+    gaps = report.equivalence_gaps(rows)
+    assert list(gaps) == [("standard", "ntk")]
+    assert gaps[("standard", "ntk")] == pytest.approx((0.003, 0.003, 1))
