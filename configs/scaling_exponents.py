@@ -236,9 +236,9 @@ def get_sweep(arg: str | None = None) -> list[dict]:
     sweep=main: studies x widths x base LRs. sweep=constants (with lr=): the standard
     study at the base width with embedding x readout LR constants (CONSTANTS).
     sweep=tuned (with lr=, c_emb=, c_readout=): the standard study with those constants at
-    every width and the TUNED_LRS grid LRs around lr. Points set this file's arguments ('arg:' keys): a study or
-    a width sets several config values. experiments/scaling_exponents/run.py chains the
-    three."""
+    every width and the TUNED_LRS grid LRs around lr. Points set this file's arguments
+    ('arg:' keys): a study or a width sets several config values.
+    experiments/scaling_exponents/run.py chains the three."""
     from framework.sweep import product
 
     a = parse_args(arg)
