@@ -141,3 +141,13 @@ def test_equivalence_gaps_compare_common_points():
     gaps = report.equivalence_gaps(rows)
     assert list(gaps) == [("standard", "ntk")]
     assert gaps[("standard", "ntk")] == pytest.approx((0.003, 0.003, 1))
+
+
+def test_reproduction_rejects_a_missing_data_path(tmp_path, capsys):
+    from experiments.scaling_exponents import run
+
+    with pytest.raises(SystemExit) as e:
+        run.main([f"--workdir={tmp_path / 'w'}", f"--data_path={tmp_path / 'nope.txt'}"])
+    assert e.value.code == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "w").exists()  # nothing written
