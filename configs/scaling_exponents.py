@@ -92,12 +92,13 @@ VARIANT_STUDIES = {
 # readout LR constants relative to the hidden layers', at the base width and the best base
 # LR of the main sweep; the winner then runs at every width (sweep=tuned).
 CONSTANTS = {
-    "tiny": {"arg:c_emb": [1.0, 4.0], "arg:c_readout": [1.0]},
+    "tiny": {"arg:c_emb": [4.0], "arg:c_readout": [1.0]},
     "cpu": {"arg:c_emb": [0.25, 1.0, 4.0, 16.0], "arg:c_readout": [0.25, 1.0, 4.0]},
     "paper": {"arg:c_emb": [0.25, 1.0, 4.0, 16.0], "arg:c_readout": [0.25, 1.0, 4.0]},
 }
 SWEEPS = ("main", "constants", "tuned")
 TUNED_LRS = 5  # base LRs of the tuned study: the grid's 5 nearest to the base-width optimum
+TUNED_WIDTHS = {"tiny": [32]}  # the tuned study's widths where not every width (tests)
 DEFAULTS = dict(
     variant="cpu",
     study="",
@@ -204,6 +205,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.train.checkpoint_every_steps = 0
     config.train.keep_checkpoints = 1
     config.train.log_tensor_rms = True
+    config.train.plot_losses = False  # ~2 s a run; the report draws the sweep's figures
     config.evals.val.num_batches = 8  # the same 8 x 16 x 64 tokens for every run
     with config.unlocked():
         config.evals.align = ml_collections.ConfigDict(
@@ -252,5 +254,8 @@ def get_sweep(arg: str | None = None) -> list[dict]:
         grid = LRS[a.variant]
         i = min(range(len(grid)), key=lambda j: abs(math.log(grid[j] / a.lr)))
         lo = min(max(0, i - TUNED_LRS // 2), max(0, len(grid) - TUNED_LRS))
-        return product({"arg:study": "standard"}, widths, {"arg:lr": grid[lo : lo + TUNED_LRS]})
+        tuned_widths = {"arg:width": TUNED_WIDTHS.get(a.variant, WIDTHS[a.variant])}
+        return product(
+            {"arg:study": "standard"}, tuned_widths, {"arg:lr": grid[lo : lo + TUNED_LRS]}
+        )
     return product({"arg:study": VARIANT_STUDIES[a.variant]}, widths, lrs)

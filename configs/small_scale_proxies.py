@@ -140,6 +140,7 @@ def get_config(arg: str | None = None):
     config.train.checkpoint_every_steps = 0  # the final checkpoint only
     config.train.keep_checkpoints = 1
     config.train.log_tensor_rms = True
+    config.train.plot_losses = False  # ~2 s a run; the report draws the sweep's figures
     config.probes.attention_logits = True
     config.evals.val.num_batches = 16
     config.optimizer.update(

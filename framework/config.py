@@ -156,6 +156,7 @@ def base_config() -> ConfigDict:
             best_mode="min",  # min | max
             early_stop_patience=0,  # stop after N evaluations without improvement; 0: never
             log_tensor_rms=False,  # log grad_rms/<param> and update_rms/<param> (trainer)
+            plot_losses=True,  # WORKDIR/loss.png at the end (sweeps whose report draws: False)
         )
     )
     c.mesh = ConfigDict(dict(data=-1, fsdp=1, tensor=1, rules="dp"))

@@ -408,7 +408,8 @@ class Trainer:
             stop.restore()
             ckpt.close()
             writer.close()
-        metrics_lib.plot_losses(self.workdir)
+        if self.config.train.plot_losses:
+            metrics_lib.plot_losses(self.workdir)
         if jax.process_index() == 0:
             with open(os.path.join(self.workdir, "result.json"), "w") as f:
                 json.dump(result, f, indent=2)
