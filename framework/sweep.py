@@ -8,8 +8,8 @@ usually built with `product`; every key and value is checked against
 `get_config(arg)` first. Each point runs as `python -m framework.main
 --config=FILE:ARG --workdir=DIR/<name> --config.k=v ...` (name from `name_points`),
 N at a time, output appended to `DIR/<name>/log.txt`. Finished points (result.json
-done or diverged) are skipped, so re-running continues a sweep; interrupted points
-resume from their checkpoints. `--config.a.b=v` applies to every point. Points share
+done, early_stopped or diverged) are skipped, so re-running continues a sweep;
+interrupted points resume from their checkpoints. `--config.a.b=v` applies to every point. Points share
 JAX's persistent compilation cache in `DIR/jax_cache` (unless JAX_COMPILATION_CACHE_DIR
 is set).
 A key 'arg:NAME' sets the config file's argument NAME instead of a config key
@@ -49,8 +49,8 @@ from typing import Any
 from framework import config as config_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FINISHED = ("done", "diverged")
-STATUSES = ("done", "diverged", "failed", "pending")
+FINISHED = ("done", "early_stopped", "diverged")  # result.json statuses a re-run skips
+STATUSES = ("done", "early_stopped", "diverged", "failed", "pending")
 EXIT_USER_ERROR = 2
 EXIT_DIVERGED = 3
 MAX_NAME = 120  # characters; longer names are cut and end in a hash
@@ -459,7 +459,7 @@ def _finish(sweep: Sweep, job: _Job, workdir: str, rc: int) -> None:
     """Records how point `job.index` ended in its STATUS_FILE."""
     pdir = os.path.join(workdir, sweep.names[job.index])
     status, result = _read_json(os.path.join(pdir, "result.json")).get("status"), "failed"
-    if (rc, status) in ((0, "done"), (EXIT_DIVERGED, "diverged")):
+    if (rc, status) in ((0, "done"), (0, "early_stopped"), (EXIT_DIVERGED, "diverged")):
         result = status
     elif (rc, status) == (0, "preempted"):  # stopped by SIGTERM: resumes on a re-run
         result = "pending"

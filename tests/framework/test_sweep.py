@@ -155,7 +155,7 @@ def test_four_point_sweep_in_parallel(tmp_path):
     assert [r["model.d_model"] for r in rows] == ["16", "32", "16", "32"]
     with open(os.path.join(workdir, "results.md")) as f:
         md = f.read()
-    assert "4 points: 4 done, 0 diverged, 0 failed, 0 pending" in md
+    assert "4 points: 4 done, 0 early_stopped, 0 diverged, 0 failed, 0 pending" in md
     assert sum(line.startswith("| lr=") for line in md.splitlines()) == 4
     # A re-run finds everything finished and runs nothing.
     proc = run_cli(args, module="framework.sweep")
@@ -215,7 +215,7 @@ def test_failed_and_diverged_points_do_not_stop_the_sweep(tmp_path):
     assert diverged["steps"] == "2" and diverged["error"] == ""
     assert "[1/2] failed" in proc.stdout and "[2/2] diverged" in proc.stdout
     with open(os.path.join(workdir, "results.md")) as f:
-        assert "0 done, 1 diverged, 1 failed, 0 pending" in f.read()
+        assert "0 done, 0 early_stopped, 1 diverged, 1 failed, 0 pending" in f.read()
 
 
 def test_launch_script_writes_one_command_per_point(tmp_path, capsys):
@@ -266,3 +266,23 @@ def test_arg_keys_set_the_config_files_arguments(tmp_path):
     typo = write_config(tmp_path, "[{'arg:stepz': 3}]", name="typo_cfg.py")
     with pytest.raises(sweep.config_lib.ConfigError, match="did you mean 'steps'"):
         sweep.load_sweep(typo, None)
+
+
+def test_early_stopped_points_count_as_finished(tmp_path):
+    """A run that early-stopped (exit 0, status early_stopped) is finished, not failed."""
+    import types
+
+    workdir = str(tmp_path)
+    os.makedirs(os.path.join(workdir, "p"))
+    result = {"status": "early_stopped", "step": 7, "train": {"loss": 1.5}}
+    result["eval"] = {"val": {"loss": 2.0}}
+    with open(os.path.join(workdir, "p", "result.json"), "w") as f:
+        json.dump(result, f)
+    lock = open(os.path.join(workdir, "p", "sweep.lock"), "w")  # noqa: SIM115 (_finish closes it)
+    job = sweep._Job(index=0, proc=None, lock=lock, start=time.time(), log_offset=0)
+    sweep._finish(types.SimpleNamespace(names=["p"]), job, workdir, 0)
+    with open(os.path.join(workdir, "p", sweep.STATUS_FILE)) as f:
+        assert json.load(f)["status"] == "early_stopped"
+    row = sweep.point_row(workdir, "p", {"optimizer.lr": 0.1})
+    assert (row["status"], row["steps"], row["val/loss"]) == ("early_stopped", 7, 2.0)
+    assert row["status"] in sweep.FINISHED and row["error"] == ""
