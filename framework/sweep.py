@@ -9,9 +9,9 @@ usually built with `product`; every key and value is checked against
 --config=FILE:ARG --workdir=DIR/<name> --config.k=v ...` (name from `name_points`),
 N at a time, output appended to `DIR/<name>/log.txt`. Finished points (result.json
 done, early_stopped or diverged) are skipped, so re-running continues a sweep;
-interrupted points resume from their checkpoints. `--config.a.b=v` applies to every point. Points share
-JAX's persistent compilation cache in `DIR/jax_cache` (unless JAX_COMPILATION_CACHE_DIR
-is set).
+interrupted points resume from their checkpoints. `--config.a.b=v` applies to every
+point. Points share JAX's persistent compilation cache in `DIR/jax_cache` (unless
+JAX_COMPILATION_CACHE_DIR is set).
 A key 'arg:NAME' sets the config file's argument NAME instead of a config key
 ({'arg:size': 's'} runs `--config=FILE:ARG,size=s`), for settings that
 `get_config` derives several values from.
@@ -397,12 +397,21 @@ def write_results(sweep: Sweep, workdir: str, rows: Sequence[Mapping[str, Any]])
     buf = io.StringIO()
     csv.writer(buf).writerows([columns, *([_cell(r.get(c), False) for c in columns] for r in rows)])
     _atomic_write(os.path.join(workdir, "results.csv"), buf.getvalue())
+    # The markdown table keeps '<evaluator>/<metric>' columns; per-tensor or per-layer
+    # metrics ('align/alpha/blocks/0/...', 'train/grad_rms/...') stay in the CSV only.
+    md_columns = [c for c in columns if c.count("/") <= 1]
+    dropped = len(columns) - len(md_columns)
     lines = [
         f"# Sweep `{sweep.config_flag(_display_path(sweep.config_path))}`\n",
         f"{len(rows)} points: {_summary(rows)}. Updated {time.strftime('%Y-%m-%d %H:%M:%S')}.\n",
-        "| " + " | ".join(columns) + " |",
-        "|" + "|".join("---" for _ in columns) + "|",
-        *("| " + " | ".join(_cell(r.get(c), True) for c in columns) + " |" for r in rows),
+        *(
+            [f"{dropped} per-tensor or per-layer metric columns are in results.csv only.\n"]
+            if dropped
+            else []
+        ),
+        "| " + " | ".join(md_columns) + " |",
+        "|" + "|".join("---" for _ in md_columns) + "|",
+        *("| " + " | ".join(_cell(r.get(c), True) for c in md_columns) + " |" for r in rows),
     ]
     _atomic_write(os.path.join(workdir, "results.md"), "\n".join(lines) + "\n")
 

@@ -286,3 +286,14 @@ def test_early_stopped_points_count_as_finished(tmp_path):
     row = sweep.point_row(workdir, "p", {"optimizer.lr": 0.1})
     assert (row["status"], row["steps"], row["val/loss"]) == ("early_stopped", 7, 2.0)
     assert row["status"] in sweep.FINISHED and row["error"] == ""
+
+
+def test_results_markdown_keeps_evaluator_metrics_and_csv_keeps_all(tmp_path):
+    sw = sweep.Sweep("configs/quickstart.py", None, [{"optimizer.lr": 0.1}], ["lr=0.1"], {})
+    row = {"name": "lr=0.1", "optimizer.lr": 0.1, "status": "done", "steps": 5}
+    row.update({"train/loss": 2.0, "val/loss": 2.5, "align/alpha/blocks/0/mlp/up": 0.7})
+    sweep.write_results(sw, str(tmp_path), [row])
+    md = (tmp_path / "results.md").read_text()
+    assert "| val/loss |" in md and "align/alpha" not in md
+    assert "1 per-tensor or per-layer metric columns are in results.csv only." in md
+    assert "align/alpha/blocks/0/mlp/up" in (tmp_path / "results.csv").read_text()
