@@ -285,23 +285,27 @@ def make_window_dataset(
     shard_index: int = 0,
     shard_count: int = 1,
     drop_remainder: bool = True,
+    stride: int = 1,
 ) -> grain.MapDataset:
     """A grain MapDataset of per-process window batches {inputs, targets}.
 
-    Window starts (stride 1) -> shuffle(seed) -> repeat(num_epochs; None = forever)
-    -> global batches of batch_size * shard_count -> this process's slice -> gather.
+    Window starts (every `stride`-th of the stride-1 windows) -> shuffle(seed) ->
+    repeat(num_epochs; None = forever) -> global batches of batch_size * shard_count ->
+    this process's slice -> gather.
     Its iterator state ({'next_index'}) is what checkpoints hold. With
     drop_remainder=False a finite pass keeps the last, smaller batch (evaluation).
     """
     values = np.asarray(values, np.float32)
-    n = num_windows(len(values), lookback, horizon)
+    if stride < 1:
+        raise ValueError(f"stride={stride} must be >= 1.")
+    n = -(-num_windows(len(values), lookback, horizon) // stride)  # windows kept
     global_batch = batch_size * shard_count
     if n == 0 or (num_epochs is not None and drop_remainder and n * num_epochs < global_batch):
         raise DataError(
             f"{len(values)} rows give {n} windows of lookback {lookback} + horizon {horizon}, "
             f"too few for a global batch of {global_batch}; lower batch_size, lookback or horizon."
         )
-    ds = grain.MapDataset.range(n)
+    ds = grain.MapDataset.range(0, n * stride, stride)
     if shuffle:
         ds = ds.shuffle(seed=(seed * 0x9E3779B1 + 0x7F4A7C15) % 2**32)
     ds = ds.repeat(num_epochs)

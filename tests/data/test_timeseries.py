@@ -93,6 +93,12 @@ def test_windows_are_stride_one_and_the_iterator_resumes():
     assert [len(b["inputs"]) for b in batches] == [3, 3, 3, 1]
     np.testing.assert_array_equal(batches[1]["inputs"][0], inputs[3])
     np.testing.assert_array_equal(batches[3]["targets"][0], targets[9])
+    strided = timeseries.make_window_dataset(
+        values, lookback=4, horizon=2, batch_size=3, shuffle=False, num_epochs=1,
+        drop_remainder=False, stride=3,
+    )  # fmt: skip
+    got = np.concatenate([b["inputs"] for b in strided])
+    np.testing.assert_array_equal(got, inputs[[0, 3, 6, 9]])  # every 3rd, the last kept
     train = timeseries.make_window_dataset(values, lookback=4, horizon=2, batch_size=3, seed=1)
     it = iter(train)
     for _ in range(5):
@@ -131,3 +137,16 @@ def test_synthetic_data_is_split_and_scaled():
     assert data.train.shape == (350, 8) and data.test.shape == (100 + 16, 8)
     np.testing.assert_allclose(data.train.mean(0), 0, atol=1e-4)
     np.testing.assert_allclose(data.train.std(0), 1, atol=1e-3)
+
+
+def test_ett_hour_file_splits_by_months_and_scales_with_the_first_year(tmp_path):
+    rng = np.random.default_rng(1)
+    raw = rng.normal(size=(14500, 2)) + np.linspace(0, 30, 14500)[:, None]  # a trend
+    raw = write_csv(tmp_path / "ETTh1.csv", raw)
+    data = timeseries.load_series(str(tmp_path / "ETTh1.csv"), lookback=24, horizon=12)
+    train = raw[:8640].astype(np.float64)  # 12 months of 30 days x 24 hours
+    mean, std = train.mean(0), train.std(0)
+    np.testing.assert_allclose(data.mean, mean, rtol=1e-6)
+    np.testing.assert_allclose(data.val, (raw[8640 - 24 : 11520] - mean) / std, atol=1e-4)
+    np.testing.assert_allclose(data.test, (raw[11520 - 24 : 14400] - mean) / std, atol=1e-4)
+    assert len(data.test) == 2880 + 24  # rows after 20 months are not used
