@@ -70,10 +70,19 @@ def test_config_arguments_and_sweeps():
     assert c.forecast.subset_size == 1 and c.model.name == "pmformer"
     assert pm_config.get_config("model=full").forecast.subset_size == 0
     assert pm_config.get_config("model=dlinear").model.name == "dlinear"
-    full = pm_config.get_config("evals=full")
-    assert {"test_ni32", "test_drop80"} <= set(full.evals)
+    small = pm_config.get_config("")  # periodic validation, best checkpoint, early stopping
+    assert small.train.best_metric == "val/mse" and small.train.best_mode == "min"
+    assert small.train.eval_every_steps == 100 and small.train.early_stop_patience == 3
+    assert small.evals.val.num_partitions == 1 and small.forecast.num_partitions == 3
+    tiny = pm_config.get_config("size=tiny")
+    assert tiny.train.best_metric == "" and tiny.train.eval_every_steps == 0
     s_points = pm_config.get_sweep("sweep=S,features=7")
     assert [p["forecast.subset_size"] for p in s_points] == [1, 2, 3, 4, 5, 6, 0]
+    assert len(pm_config.get_sweep("sweep=S")) == 8  # the grouped synthetic series, D = 8
+    sparse = pm_config.get_config("synth=sparse")
+    d = sparse.data
+    assert d.synth_groups * d.synth_group_size + d.synth_distractors == 16
+    assert len(pm_config.get_sweep("sweep=S,synth=sparse")) == 16
     assert len(pm_config.get_sweep("sweep=horizon")) == 16
     with pytest.raises(config_lib.ConfigError, match="size"):
         pm_config.get_config("size=huge")
