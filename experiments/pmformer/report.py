@@ -4,8 +4,12 @@
         --runs=runs/pmformer_synth_S --out=runs/pmformer_report \\
         [--readme=experiments/pmformer/README.md]
 
-Every run directory (one holding result.json and config.json, at any depth below a
---runs folder) becomes one row. Writes to --out: results.csv (every run),
+Every finished run directory (result.json status done or early_stopped, and
+config.json, at any depth below a --runs folder) becomes one row. Its evaluation
+numbers are those of the best-validation parameters when the run kept them
+(result.json['best']['eval'], train.best_metric), else of the final parameters,
+plus extra_evals.json (experiments.pmformer.evaluate: test, N_I and feature-drop
+evaluations on the same parameters); the tables say which. Writes to --out: results.csv (every run),
 report.md (per dataset: an MSE/MAE table per horizon and averaged, for PMformer,
 S = 1, S = D and DLinear, beside the published PatchTST numbers on ETTh1, and the
 claim checks), mse_vs_S.png, mse_vs_NI.png and drop.png. --readme replaces the
@@ -18,7 +22,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import math
 import os
 import re
 from collections import defaultdict
@@ -31,6 +34,7 @@ from experiments.report_utils import md_table, update_readme
 PATCHTST_ETTH1_MSE = {96: 0.370, 192: 0.413, 336: 0.422, 720: 0.447}
 TARGET_ETTH1_AVG_MSE = 0.413  # issue 7's target for PMformer averaged over the 4 horizons
 FIGURES = ("mse_vs_S.png", "mse_vs_NI.png", "drop.png")
+FINISHED = ("done", "early_stopped")  # trainer statuses whose evaluations are final
 
 
 def _json(path: str) -> dict:
@@ -56,8 +60,19 @@ def _num_features(config: dict) -> int:
         return len(f.readline().strip().split(",")) - 1
 
 
+def _synth_name(config: dict) -> str:
+    """A synthetic series' table name: its shape (groups x size + distractors, rows)."""
+    d = config["data"]
+    return (
+        f"synthetic {d['synth_groups']}x{d['synth_group_size']}+{d['synth_distractors']} "
+        f"(D = {_num_features(config)}, {d['synth_steps']} rows)"
+    )
+
+
 def run_row(run_dir: str) -> dict[str, Any]:
-    """One run's settings and final evaluation numbers."""
+    """One run's settings and evaluation numbers: those of the best-validation
+    parameters (result.json['best']['eval']) when the run kept them, else the final
+    evaluation; plus extra_evals.json (experiments.pmformer.evaluate) when present."""
     config = _json(os.path.join(run_dir, "config.json"))["config"]
     result = _json(os.path.join(run_dir, "result.json"))
     d = _num_features(config)
@@ -71,19 +86,30 @@ def run_row(run_dir: str) -> dict[str, Any]:
         model = "S = D (complete-multivariate)"
     else:
         model = f"PMformer (S = {s})"
+    # a variant of the architecture, kept apart in every table and claim
+    variant = "" if config["model"]["name"] == "dlinear" or config["model"]["revin"] else "no RevIN"
+    if variant:
+        model += f" [{variant}]"
     path = config["data"]["path"]
+    best = result.get("best") or {}
+    evals = best.get("eval") or {}
     row: dict[str, Any] = {
         "run": os.path.relpath(run_dir),
-        "dataset": os.path.splitext(os.path.basename(path))[0] if path else "synthetic",
+        "dataset": os.path.splitext(os.path.basename(path))[0] if path else _synth_name(config),
         "model": model,
+        "variant": variant,
         "S": s if config["model"]["name"] != "dlinear" else "",
         "D": d,
         "lookback": config["data"]["lookback"],
         "horizon": config["data"]["horizon"],
         "N_I": config["forecast"]["num_partitions"],
+        "seed": config.get("seed", 0),
         "steps": result.get("step"),
         "status": result.get("status"),
         "wall_s": int(round(result.get("wall_time_s") or 0)),
+        "params": f"best @ {best['step']}" if evals else "final",
+        "_config": config,  # for the linear probes; not written to results.csv
+        "best_metric": config["train"].get("best_metric", "") if evals else "",
     }
     train_loss = (result.get("train") or {}).get("loss")
     metrics_path = os.path.join(run_dir, "metrics.jsonl")
@@ -92,7 +118,12 @@ def run_row(run_dir: str) -> dict[str, Any]:
             train = [json.loads(x) for x in f if '"train"' in x]
         train_loss = next((m["loss"] for m in reversed(train) if "loss" in m), None)
     row["train_loss"] = train_loss
-    for name, metrics in sorted((result.get("eval") or {}).items()):
+    last = result.get("eval") or {}
+    row["last/val_mse"] = (last.get("val") or {}).get("mse")
+    row["last/test_mse"] = (last.get("test") or {}).get("mse")
+    extra_path = os.path.join(run_dir, "extra_evals.json")
+    extra = _json(extra_path)["eval"] if os.path.exists(extra_path) else {}
+    for name, metrics in sorted({**(evals or last), **extra}.items()):
         for k in ("mse", "mae", "naive_mse", "ref_mse"):
             if k in metrics:
                 row[f"{name}/{k}"] = metrics[k]
@@ -112,14 +143,48 @@ def _model_order(model: str) -> tuple[int, str]:
     )
 
 
+SETTINGS = ("dataset", "model", "variant", "S", "D", "lookback", "horizon", "N_I")
+
+
+def average_seeds(rows: list[dict]) -> list[dict]:
+    """One row per setting (SETTINGS): every metric ('<eval>/<name>') averaged over the
+    runs (seeds) that have it; 'seeds' counts the runs, 'n' each metric's runs and
+    'test/mse_sd' is the seeds' sample standard deviation of test MSE (None for one)."""
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for r in rows:
+        groups[tuple(r[k] for k in SETTINGS)].append(r)
+    out = []
+    for rs in groups.values():
+        row = {k: rs[0][k] for k in SETTINGS}
+        row.update(seeds=len(rs), n={})
+        for key in dict.fromkeys(k for r in rs for k in r if "/" in k):
+            vals = [r[key] for r in rs if isinstance(r.get(key), int | float)]
+            if vals:
+                row[key], row["n"][key] = sum(vals) / len(vals), len(vals)
+        mses = [r["test/mse"] for r in rs if "test/mse" in r]
+        row["test/mse_sd"] = None
+        if len(mses) > 1:
+            mean = sum(mses) / len(mses)
+            row["test/mse_sd"] = (sum((v - mean) ** 2 for v in mses) / (len(mses) - 1)) ** 0.5
+        out.append(row)
+    return out
+
+
+def _seeds(r: dict, key: str = "test/mse") -> str:
+    """' (mean of n seeds)' when a metric averages more than one run, else ''."""
+    n = r.get("n", {}).get(key, 1)
+    return f" (mean of {n} seeds)" if n > 1 else ""
+
+
 def horizon_table(rows: list[dict], dataset: str) -> tuple[list[str], list[list[Any]]]:
-    """Header and rows: test MSE/MAE per horizon and their average, per model."""
+    """Header and rows: test MSE/MAE per horizon and their average, per model (rows as
+    average_seeds gives them; 'seeds' is the number of runs averaged per horizon)."""
     mine = [r for r in rows if r["dataset"] == dataset and "test/mse" in r]
     horizons = sorted({r["horizon"] for r in mine})
     header = ["model", "lookback"]
     for h in horizons:
         header += [f"MSE H={h}", f"MAE H={h}"]
-    header += ["avg MSE", "avg MAE", "horizons"]
+    header += ["avg MSE", "avg MAE", "horizons", "seeds"]
     table = []
     by_model: dict[tuple, dict[int, dict]] = defaultdict(dict)
     for r in mine:
@@ -131,20 +196,22 @@ def horizon_table(rows: list[dict], dataset: str) -> tuple[list[str], list[list[
             line += [r["test/mse"], r["test/mae"]] if r else [None, None]
         mses = [hs[h]["test/mse"] for h in hs]
         maes = [hs[h]["test/mae"] for h in hs]
-        line += [sum(mses) / len(mses), sum(maes) / len(maes), len(hs)]
+        seeds = sorted({hs[h].get("n", {}).get("test/mse", 1) for h in hs})
+        seeds_txt = f"{seeds[0]}–{seeds[-1]}" if len(seeds) > 1 else seeds[0]
+        line += [sum(mses) / len(mses), sum(maes) / len(maes), len(hs), seeds_txt]
         table.append(line)
     naive = {h: next(r["test/naive_mse"] for r in mine if r["horizon"] == h) for h in horizons}
     line = ["naive last value (measured)", ""]
     for h in horizons:
         line += [naive[h], None]
-    line += [sum(naive.values()) / len(naive), None, len(naive)]
+    line += [sum(naive.values()) / len(naive), None, len(naive), None]
     table.append(line)
     if dataset == "ETTh1":
         pub = [PATCHTST_ETTH1_MSE[h] for h in horizons if h in PATCHTST_ETTH1_MSE]
         line = ["PatchTST/64 (published, not run here)", 512]
         for h in horizons:
             line += [PATCHTST_ETTH1_MSE.get(h), None]
-        line += [sum(pub) / len(pub) if pub else None, None, len(pub)]
+        line += [sum(pub) / len(pub) if pub else None, None, len(pub), None]
         table.append(line)
     return header, table
 
@@ -164,20 +231,39 @@ def _plot(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    for label, (xs, ys) in sorted(series.items()):
-        ax.plot(xs, ys, marker="o", label=label)
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    colors = plt.cm.tab20.colors  # more series than the default cycle's 10 colors
+    for i, (label, (xs, ys)) in enumerate(sorted(series.items())):
+        style = "--" if "S = D" in label else "-"  # drop figure: S = D dashed
+        ax.plot(xs, ys, style, marker="o", color=colors[i % len(colors)], label=label)
     if logx:
         ax.set_xscale("log", base=2)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return True
+
+
+def _params_note(rows: list[dict]) -> str:
+    """Which parameters a table's test numbers come from (best-validation or final)."""
+    best = [r for r in rows if r["params"].startswith("best")]
+    metrics = sorted({r["best_metric"] for r in best})
+    if len(best) == len(rows):
+        return (
+            f"Test metrics of every run are those of its best-validation parameters "
+            f"(lowest {', '.join(metrics)} over the periodic evaluations; see the Runs table)."
+        )
+    if not best:
+        return "Test metrics are those of the final parameters (no best checkpoint was kept)."
+    return (
+        f"Test metrics of {len(best)} of {len(rows)} runs are those of their best-validation "
+        f"parameters (lowest {', '.join(metrics)}); the others' are final (see the Runs table)."
+    )
 
 
 def _best_partial(rows: list[dict]) -> dict | None:
@@ -185,24 +271,94 @@ def _best_partial(rows: list[dict]) -> dict | None:
     return min(part, key=lambda r: r["test/mse"]) if part else None
 
 
-def build(rows: list[dict], out: str) -> str:
+def etth1_target_claims(rows: list[dict]) -> list[str]:
+    """The ETTh1 target, per PMformer setting (S, lookback): its test MSE averaged over
+    the horizons it has, and which setting validation (average val MSE) would pick."""
+    settings: dict[tuple, dict[int, dict]] = defaultdict(dict)
+    for r in rows:
+        if r["dataset"] == "ETTh1" and r["model"].startswith("PMformer"):
+            settings[(r["model"], r["lookback"])][r["horizon"]] = r
+    lines, complete = [], {}
+    for (model, lookback), hs in sorted(settings.items()):
+        avg = sum(r["test/mse"] for r in hs.values()) / len(hs)
+        scope = "all four horizons" if len(hs) == 4 else f"only H = {sorted(hs)} (not all four)"
+        pub = sum(PATCHTST_ETTH1_MSE[h] for h in hs) / len(hs)
+        met = "**met**" if len(hs) == 4 and avg <= TARGET_ETTH1_AVG_MSE else "**not met**"
+        lines.append(
+            f"- ETTh1, {model}, lookback {lookback}: test MSE averaged over {scope}: "
+            f"{avg:.4f} (target ≤ {TARGET_ETTH1_AVG_MSE}: {met}; PatchTST/64 published "
+            f"average over the same horizons {pub:.3f})."
+        )
+        vals = [r.get("val/mse") for r in hs.values()]
+        if len(hs) == 4 and all(isinstance(v, float) for v in vals):
+            complete[(model, lookback)] = (sum(vals) / 4, avg)
+    if len(complete) > 1:
+        (model, lookback), (val, test) = min(complete.items(), key=lambda kv: kv[1][0])
+        lines.append(
+            f"- ETTh1: of the PMformer settings with all four horizons, validation (average "
+            f"val MSE {val:.4f}) picks {model}, lookback {lookback}: test {test:.4f}."
+        )
+    return lines
+
+
+def probe_table(runs: list[dict]) -> list[str]:
+    """Markdown lines: the linear probes (experiments/pmformer/probe.py) of every
+    (dataset, lookback, horizon) among `runs`; settings whose data cannot be read
+    (e.g. a CSV that is not here) are left out."""
+    from data import timeseries
+    from experiments.pmformer import probe
+
+    seen: dict[tuple, dict] = {}
+    for r in runs:
+        seen.setdefault((r["dataset"], r["lookback"], r["horizon"]), r["_config"])
+    table = []
+    for (ds, lookback, horizon), config in sorted(seen.items()):
+        try:
+            p = probe.ridge_probe(
+                probe.data_from_config(config, lookback, horizon), lookback, horizon
+            )
+        except (timeseries.DataError, OSError):
+            continue
+        ratio = p["multivariate_mse"] / p["univariate_mse"]
+        table.append([ds, lookback, horizon, p["univariate_mse"], p["multivariate_mse"], ratio])
+    if not table:
+        return []
+    header = ["dataset", "lookback", "horizon", "univariate test MSE", "multivariate test MSE"]
+    return [
+        "#### Linear probes (ridge regression on the same windows; not trained runs)",
+        "",
+        "Univariate: one map from a feature's own lookback to its horizon, shared by the "
+        "features (like S = 1). Multivariate: each feature's horizon from all D lookbacks "
+        "(like S = D). Ridge strength picked on validation; test MSE (z-scored). A ratio "
+        "below 1 means the other features help a linear forecaster; above 1, that using "
+        "them all over-fits at this amount of data.",
+        "",
+        *md_table(header + ["multivariate / univariate"], table),
+        "",
+    ]
+
+
+def build(rows: list[dict], out: str, probes: bool = True) -> str:
     """Writes results.csv, report.md and the figures to `out`; returns report.md's text."""
     os.makedirs(out, exist_ok=True)
     keys: list[str] = []
     for r in rows:
-        keys += [k for k in r if k not in keys]
+        keys += [k for k in r if k not in keys and not k.startswith("_")]
     with open(os.path.join(out, "results.csv"), "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=keys)
+        w = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
         w.writeheader()
         w.writerows(rows)
+    runs, rows = rows, average_seeds(rows)
     md: list[str] = []
     for dataset in sorted({r["dataset"] for r in rows}):
         header, table = horizon_table(rows, dataset)
         if not table:
             continue
         md += [f"#### {dataset}: test MSE / MAE (z-scored), stride-1 windows", ""]
+        md += [_params_note([r for r in runs if r["dataset"] == dataset]), ""]
         md += md_table(header, table) + [""]
-        with open(os.path.join(out, f"table_{dataset}.csv"), "w", newline="") as f:
+        slug = re.sub(r"[^A-Za-z0-9.+-]+", "_", dataset).strip("_")
+        with open(os.path.join(out, f"table_{slug}.csv"), "w", newline="") as f:
             w = csv.writer(f)
             w.writerow(header)
             w.writerows(table)
@@ -211,10 +367,17 @@ def build(rows: list[dict], out: str) -> str:
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in rows:
         if r["S"] != "" and "test/mse" in r:
-            groups[(r["dataset"], r["horizon"], r["lookback"])].append(r)
+            groups[
+                (
+                    r["dataset"] + (f" [{r['variant']}]" if r["variant"] else ""),
+                    r["horizon"],
+                    r["lookback"],
+                )
+            ].append(r)
     claims = []
     for (ds, h, lb), rs in sorted(groups.items()):
         by_s = {r["S"]: r["test/mse"] for r in rs}
+        row_s = {r["S"]: r for r in rs}
         if len(by_s) > 1:
             s_sorted = sorted(by_s)
             base = by_s.get(1, by_s[s_sorted[0]])  # relative, so datasets share an axis
@@ -224,9 +387,16 @@ def build(rows: list[dict], out: str) -> str:
             if 1 in by_s and d in by_s and inter:
                 best = min(inter, key=inter.get)
                 ok = inter[best] < min(by_s[1], by_s[d])
+                sds = [row_s[x]["test/mse_sd"] for x in (1, best, d)]
+                spread = (
+                    f"; seed s.d. of test MSE up to {max(v for v in sds if v is not None):.4f}"
+                    if any(v is not None for v in sds)
+                    else ""
+                )
                 claims.append(
-                    f"- {ds}, H={h}: best intermediate S = {best} has test MSE "
-                    f"{inter[best]:.4f} vs S = 1 {by_s[1]:.4f} and S = D {by_s[d]:.4f}: "
+                    f"- {ds}, L={lb}, H={h}: best intermediate S = {best} has test MSE "
+                    f"{inter[best]:.4f} vs S = 1 {by_s[1]:.4f} and S = D {by_s[d]:.4f}"
+                    f"{_seeds(row_s[best])}{spread}: "
                     f"**{'beats both' if ok else 'does not beat both'}**."
                 )
         for r in rs:
@@ -239,10 +409,10 @@ def build(rows: list[dict], out: str) -> str:
                 ni_series[f"{ds} H={h} {r['model']}"] = ([n for n, _ in ni], [v for _, v in ni])
                 if len(ni) > 1:
                     claims.append(
-                        f"- {ds}, H={h}, {r['model']}: test MSE with N_I = {ni[0][0]} "
+                        f"- {ds}, L={lb}, H={h}, {r['model']}: test MSE with N_I = {ni[0][0]} "
                         f"partitions {ni[0][1]:.4f}, best {min(v for _, v in ni):.4f} "
                         f"(N_I = {min(ni, key=lambda t: t[1])[0]}), N_I = {ni[-1][0]}: "
-                        f"{ni[-1][1]:.4f}."
+                        f"{ni[-1][1]:.4f}{_seeds(r, f'test_ni{ni[0][0]}/mse')}."
                     )
         d = rs[0]["D"]
         dropped = [r for r in rs if any(k.startswith("test_drop") for k in r)]
@@ -277,23 +447,14 @@ def build(rows: list[dict], out: str) -> str:
                     f"{x:.1f}: {a:+.4f} vs {b:+.4f}" for x, a, b in zip(rates, p_inc, f_inc)
                 )
                 claims.append(
-                    f"- {ds}, H={h}: MSE increase under feature drop, {part['model']} vs S = D "
-                    f"(rate: PMformer vs S = D): {detail}; PMformer degrades less at "
+                    f"- {ds}, L={lb}, H={h}: MSE increase under feature drop, "
+                    f"{part['model']} vs S = D (rate: PMformer vs S = D): {detail}; "
+                    f"PMformer degrades less at "
                     f"**{wins} of {len(rates)}** rates."
                 )
-    etth1 = [r for r in rows if r["dataset"] == "ETTh1" and r["model"].startswith("PMformer")]
-    if etth1:
-        best: dict[int, float] = {}
-        for r in etth1:
-            best[r["horizon"]] = min(best.get(r["horizon"], math.inf), r["test/mse"])
-        avg = sum(best.values()) / len(best)
-        hs = sorted(best)
-        scope = "all four horizons" if len(hs) == 4 else f"only H = {hs} (not all four)"
-        claims.append(
-            f"- ETTh1: PMformer test MSE averaged over {scope}: {avg:.4f} "
-            f"(target ≤ {TARGET_ETTH1_AVG_MSE}; PatchTST/64 published average over the same "
-            f"horizons {sum(PATCHTST_ETTH1_MSE[h] for h in hs) / len(hs):.3f})."
-        )
+    claims += etth1_target_claims(rows)
+    if probes:
+        md += probe_table(runs)
     if claims:
         md += ["#### Claims, checked on these runs", ""] + claims + [""]
     made = {
@@ -324,17 +485,28 @@ def build(rows: list[dict], out: str) -> str:
     if figs:
         md += ["#### Figures", ""] + [f"![{f}](figures/{f})" for f in figs] + [""]
     md += ["#### Runs", ""]
+    md += [
+        "*params*: the parameters the test numbers come from (best @ step = the "
+        "best-validation checkpoint); *last test MSE*: the test MSE at the run's last "
+        "evaluation, for comparison; *status* early_stopped: stopped by "
+        "train.early_stop_patience.",
+        "",
+    ]
     md += md_table(
         [
             "run",
             "model",
             "horizon",
             "lookback",
+            "seed",
             "steps",
+            "status",
+            "params",
             "final train loss",
             "val MSE",
             "test MSE",
             "test MAE",
+            "last test MSE",
             "wall s",
         ],
         [
@@ -343,14 +515,18 @@ def build(rows: list[dict], out: str) -> str:
                 r["model"],
                 r["horizon"],
                 r["lookback"],
+                r["seed"],
                 r["steps"],
+                r["status"],
+                r["params"],
                 r.get("train_loss"),
                 r.get("val/mse"),
                 r.get("test/mse"),
                 r.get("test/mae"),
+                r.get("last/test_mse"),
                 r["wall_s"],
             ]
-            for r in rows
+            for r in runs
         ],
     )
     text = "\n".join(md) + "\n"
@@ -364,16 +540,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--runs", action="append", required=True, help="a folder of runs (repeat)")
     p.add_argument("--out", default="runs/pmformer_report")
     p.add_argument("--readme", default="")
+    p.add_argument(
+        "--probes",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="compute the linear probes (experiments/pmformer/probe.py)",
+    )
     args = p.parse_args(argv)
     rows = [run_row(d) for d in find_runs(args.runs)]
-    unfinished = [r["run"] for r in rows if r["status"] != "done" or "test/mse" not in r]
+    unfinished = [r["run"] for r in rows if r["status"] not in FINISHED or "test/mse" not in r]
     if unfinished:
         print(f"skipping {len(unfinished)} unfinished run(s): {', '.join(unfinished)}")
     rows = [r for r in rows if r["run"] not in unfinished]
     if not rows:
         print(f"no finished runs (result.json + config.json) under {args.runs}")
         return 2
-    text = build(rows, args.out)
+    text = build(rows, args.out, probes=args.probes)
     if args.readme:
         update_readme(args.readme, text, args.out, FIGURES)
     print(text)
