@@ -170,6 +170,10 @@ def average_seeds(rows: list[dict]) -> list[dict]:
     return out
 
 
+def _n_seeds(r: dict, key: str = "test/mse") -> int:
+    return r.get("n", {}).get(key, 1)
+
+
 def _seeds(r: dict, key: str = "test/mse") -> str:
     """' (mean of n seeds)' when a metric averages more than one run, else ''."""
     n = r.get("n", {}).get(key, 1)
@@ -383,7 +387,10 @@ def build(rows: list[dict], out: str, probes: bool = True) -> str:
             base = by_s.get(1, by_s[s_sorted[0]])  # relative, so datasets share an axis
             s_series[f"{ds} H={h} L={lb}"] = (s_sorted, [by_s[s] / base for s in s_sorted])
             d = rs[0]["D"]
-            inter = {s: v for s, v in by_s.items() if 1 < s < d}
+            # compare like with like: only S with as many seeds as S = 1 and S = D
+            n_ref = {_n_seeds(row_s[x]) for x in (1, d) if x in row_s}
+            inter = {s: v for s, v in by_s.items() if 1 < s < d and {_n_seeds(row_s[s])} == n_ref}
+            fewer = sorted(s for s in by_s if 1 < s < d and s not in inter)
             if 1 in by_s and d in by_s and inter:
                 best = min(inter, key=inter.get)
                 ok = inter[best] < min(by_s[1], by_s[d])
@@ -397,7 +404,12 @@ def build(rows: list[dict], out: str, probes: bool = True) -> str:
                     f"- {ds}, L={lb}, H={h}: best intermediate S = {best} has test MSE "
                     f"{inter[best]:.4f} vs S = 1 {by_s[1]:.4f} and S = D {by_s[d]:.4f}"
                     f"{_seeds(row_s[best])}{spread}: "
-                    f"**{'beats both' if ok else 'does not beat both'}**."
+                    f"**{'beats both' if ok else 'does not beat both'}**"
+                    + (
+                        f" (S = {', '.join(map(str, fewer))} left out: fewer seeds)."
+                        if fewer
+                        else "."
+                    )
                 )
         for r in rs:
             ni = sorted(

@@ -119,7 +119,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """The pipeline of the module docstring."""
     args = reproduction.parse_args(argv, __doc__.split("\n")[0], default_variant="reduced")
     if args.variant not in PLANS:
-        print(f"error: --variant={args.variant!r} is unknown; use one of {sorted(PLANS)}.")
+        print(
+            f"error: --variant={args.variant!r} is unknown; use one of {sorted(PLANS)}.",
+            file=sys.stderr,
+        )
         return 2
     start = time.time()
     for stage in PLANS[args.variant]:

@@ -39,7 +39,7 @@ def test_tiny_reproduction_end_to_end(tmp_path, capsys):
 
 def test_stages_without_a_csv_are_skipped_and_bad_flags_refused(tmp_path, capsys):
     assert run.main([f"--workdir={tmp_path}", "--variant=nope"]) == 2
-    assert "unknown" in capsys.readouterr().out
+    assert "unknown" in capsys.readouterr().err
     assert [s.csv for s in run.PLANS["reduced"]] == [True, False]
     dirs = run.stage_dirs(run.PLANS["full"][2], "w")
     assert dirs == [(s, f"w/grouped_seed{s}") for s in (0, 1, 2)]
