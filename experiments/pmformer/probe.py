@@ -69,20 +69,8 @@ def ridge_probe(data: timeseries.SeriesData, lookback: int, horizon: int) -> dic
 
 
 def data_from_config(config: dict, lookback: int, horizon: int) -> timeseries.SeriesData:
-    """The z-scored splits a run with this (config.json) config trained on."""
-    d = config["data"]
-    if d["path"]:
-        return timeseries.load_series(
-            d["path"], lookback=lookback, horizon=horizon, kind=d["split"]
-        )
-    return timeseries.synthetic_data(
-        lookback=lookback,
-        horizon=horizon,
-        num_steps=d["synth_steps"],
-        num_groups=d["synth_groups"],
-        group_size=d["synth_group_size"],
-        num_distractors=d["synth_distractors"],
-        lag=d["synth_lag"],
-        noise=d["synth_noise"],
-        seed=d["synth_seed"],
-    )
+    """The z-scored splits a run with this (config.json) config trained on, cut into
+    windows of `lookback` + `horizon`."""
+    from experiments.pmformer import task  # jax and flax: only when a run is probed
+
+    return task.load_data({**config["data"], "lookback": lookback, "horizon": horizon})

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import jax
@@ -152,6 +152,26 @@ def error_sums(pred_BHK, target_BHK, weight_B) -> dict[str, jax.Array]:
 # ----------------------------------------------------------------------------- task
 
 
+def load_data(d: Mapping[str, Any]) -> timeseries.SeriesData:
+    """The z-scored splits that the data config `d` (config.data, or its JSON) names:
+    the CSV at d['path'], else the synthetic series of the synth_* keys."""
+    if d["path"]:
+        return timeseries.load_series(
+            d["path"], lookback=d["lookback"], horizon=d["horizon"], kind=d["split"]
+        )
+    return timeseries.synthetic_data(
+        lookback=d["lookback"],
+        horizon=d["horizon"],
+        num_steps=d["synth_steps"],
+        num_groups=d["synth_groups"],
+        group_size=d["synth_group_size"],
+        num_distractors=d["synth_distractors"],
+        lag=d["synth_lag"],
+        noise=d["synth_noise"],
+        seed=d["synth_seed"],
+    )
+
+
 class Task(base.Task):
     """Multivariate forecasting with random feature subsets (PMformer)."""
 
@@ -163,22 +183,7 @@ class Task(base.Task):
                 f"model.name={m.name!r} is unknown; choose one of {MODELS}."
             )
         try:
-            if d.path:
-                self.data = timeseries.load_series(
-                    d.path, lookback=d.lookback, horizon=d.horizon, kind=d.split
-                )
-            else:
-                self.data = timeseries.synthetic_data(
-                    lookback=d.lookback,
-                    horizon=d.horizon,
-                    num_steps=d.synth_steps,
-                    num_groups=d.synth_groups,
-                    group_size=d.synth_group_size,
-                    num_distractors=d.synth_distractors,
-                    lag=d.synth_lag,
-                    noise=d.synth_noise,
-                    seed=d.synth_seed,
-                )
+            self.data = load_data(d)
         except timeseries.DataError as e:
             raise config_lib.ConfigError(str(e)) from None
         self.num_features = self.data.num_features
