@@ -22,15 +22,15 @@ def parse_args(argv: Sequence[str] | None, description: str, default_variant: st
     """The reproduction flags; exits 2 (one line) when --data_path does not exist."""
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--workdir", required=True, help="the sweep's directory")
-    p.add_argument("--variant", default=default_variant, help="cpu (the reproduction) | tiny")
+    p.add_argument("--variant", default=default_variant, help="see the experiment's run.py")
     p.add_argument("--parallel", type=int, default=2, help="runs trained at once")
-    p.add_argument("--data_path", default="", help="a text file or folder ('' = embedded)")
+    p.add_argument("--data_path", default="", help="a data file ('' = embedded)")
     p.add_argument("--only", default=None, help="run only the points whose name matches")
     p.add_argument("--readme", default="", help="splice the report into this README")
     args = p.parse_args(argv)
     if args.data_path and not os.path.exists(args.data_path):
         print(
-            f"error: --data_path {args.data_path!r} does not exist; give a text file.",
+            f"error: --data_path {args.data_path!r} does not exist; give an existing file.",
             file=sys.stderr,
         )
         raise SystemExit(2)
