@@ -57,16 +57,24 @@ def extra_evals(what: Sequence[str] = WHAT) -> dict[str, dict[str, Any]]:
     return out
 
 
-def finished_runs(roots: Sequence[str]) -> list[str]:
-    """Run directories below `roots` whose result.json says done or early_stopped."""
+def run_dirs(roots: Sequence[str]) -> list[str]:
+    """Directories at any depth below `roots` holding both result.json and config.json."""
     out = []
     for root in roots:
         for dirpath, _, files in os.walk(root):
             if "result.json" in files and "config.json" in files:
-                with open(os.path.join(dirpath, "result.json")) as f:
-                    if json.load(f).get("status") in FINISHED:
-                        out.append(dirpath)
+                out.append(dirpath)
     return sorted(out)
+
+
+def finished_runs(roots: Sequence[str]) -> list[str]:
+    """Run directories below `roots` whose result.json says done or early_stopped."""
+    out = []
+    for run_dir in run_dirs(roots):
+        with open(os.path.join(run_dir, "result.json")) as f:
+            if json.load(f).get("status") in FINISHED:
+                out.append(run_dir)
+    return out
 
 
 def _params(trainer: Any, run_dir: str) -> tuple[Any, str, int]:
@@ -99,14 +107,13 @@ def evaluate_run(
     run_dir: str,
     what: Sequence[str] = WHAT,
     force: bool = False,
-    only: Sequence[str] = (),
 ) -> dict:
-    """Runs the extra evaluations (`only` those names, if given) on `run_dir`; writes and
-    returns extra_evals.json's dict."""
+    """Runs the extra evaluations `what` on `run_dir`; writes and returns
+    extra_evals.json's dict."""
     from framework.trainer import Trainer
 
     path = os.path.join(run_dir, EXTRA_FILE)
-    wanted = {k: v for k, v in extra_evals(what).items() if not only or k in only}
+    wanted = extra_evals(what)
     previous: dict[str, Any] = {}
     if os.path.exists(path) and not force:
         with open(path) as f:
@@ -122,8 +129,9 @@ def evaluate_run(
     results = {name: ev(params) for name, ev in trainer.evaluators.items()}
     keep = previous.get("eval", {}) if previous.get("step") == step else {}
     out = {"params": which, "step": step, "eval": {**keep, **results}}
-    with open(path, "w") as f:
+    with open(path + ".tmp", "w") as f:  # replaced whole: an interruption keeps the old
         json.dump(out, f, indent=2)
+    os.replace(path + ".tmp", path)
     return out
 
 

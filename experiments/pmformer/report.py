@@ -28,28 +28,13 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from experiments.report_utils import md_table, update_readme
+from experiments.pmformer.evaluate import EXTRA_FILE, FINISHED, run_dirs
+from experiments.report_utils import md_table, pyplot, read_json, update_readme
 
 # PatchTST (Nie et al., ICLR 2023), Table 3, PatchTST/64 (lookback 512) on ETTh1: MSE.
 PATCHTST_ETTH1_MSE = {96: 0.370, 192: 0.413, 336: 0.422, 720: 0.447}
 TARGET_ETTH1_AVG_MSE = 0.413  # issue 7's target for PMformer averaged over the 4 horizons
 FIGURES = ("mse_vs_S.png", "mse_vs_NI.png", "drop.png")
-FINISHED = ("done", "early_stopped")  # trainer statuses whose evaluations are final
-
-
-def _json(path: str) -> dict:
-    with open(path) as f:
-        return json.load(f)
-
-
-def find_runs(roots: Sequence[str]) -> list[str]:
-    """Directories below `roots` holding both result.json and config.json."""
-    out = []
-    for root in roots:
-        for dirpath, _, files in os.walk(root):
-            if "result.json" in files and "config.json" in files:
-                out.append(dirpath)
-    return sorted(out)
 
 
 def _num_features(config: dict) -> int:
@@ -73,8 +58,8 @@ def run_row(run_dir: str) -> dict[str, Any]:
     """One run's settings and evaluation numbers: those of the best-validation
     parameters (result.json['best']['eval']) when the run kept them, else the final
     evaluation; plus extra_evals.json (experiments.pmformer.evaluate) when present."""
-    config = _json(os.path.join(run_dir, "config.json"))["config"]
-    result = _json(os.path.join(run_dir, "result.json"))
+    config = read_json(os.path.join(run_dir, "config.json"))["config"]
+    result = read_json(os.path.join(run_dir, "result.json"))
     d = _num_features(config)
     s = config["forecast"]["subset_size"] or d
     s = min(s, d)
@@ -121,8 +106,8 @@ def run_row(run_dir: str) -> dict[str, Any]:
     last = result.get("eval") or {}
     row["last/val_mse"] = (last.get("val") or {}).get("mse")
     row["last/test_mse"] = (last.get("test") or {}).get("mse")
-    extra_path = os.path.join(run_dir, "extra_evals.json")
-    extra = _json(extra_path)["eval"] if os.path.exists(extra_path) else {}
+    extra_path = os.path.join(run_dir, EXTRA_FILE)
+    extra = read_json(extra_path)["eval"] if os.path.exists(extra_path) else {}
     for name, metrics in sorted({**(evals or last), **extra}.items()):
         for k in ("mse", "mae", "naive_mse", "ref_mse"):
             if k in metrics:
@@ -230,11 +215,7 @@ def _plot(
 ) -> bool:
     if not series:
         return False
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(10, 4.5))
     colors = plt.cm.tab20.colors  # more series than the default cycle's 10 colors
     for i, (label, (xs, ys)) in enumerate(sorted(series.items())):
@@ -559,7 +540,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="compute the linear probes (experiments/pmformer/probe.py)",
     )
     args = p.parse_args(argv)
-    rows = [run_row(d) for d in find_runs(args.runs)]
+    rows = [run_row(d) for d in run_dirs(args.runs)]
     unfinished = [r["run"] for r in rows if r["status"] not in FINISHED or "test/mse" not in r]
     if unfinished:
         print(f"skipping {len(unfinished)} unfinished run(s): {', '.join(unfinished)}")
