@@ -41,7 +41,7 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from framework import sharding
-from models.transformer import CACHE_AXES
+from models.kv_cache import CACHE_AXES
 
 MIN_BUCKET = 16
 Prompt = str | Sequence[int] | np.ndarray
@@ -396,6 +396,8 @@ def fork(state: DecodeState, n_or_rows: int | Sequence[int] | np.ndarray) -> Dec
     """Copies cache rows: an int n repeats each row n times (row b -> rows b*n..b*n+n-1)."""
     B = state.logits.shape[0]
     if isinstance(n_or_rows, int):
+        if n_or_rows < 1:
+            raise ValueError(f"fork needs n >= 1 copies of each row, got {n_or_rows}.")
         rows = np.repeat(np.arange(B), n_or_rows)
     else:
         rows = np.asarray(n_or_rows, np.int32)
@@ -430,6 +432,16 @@ def _start(model, tokenizer, prompts, max_new_tokens, add_bos, mesh) -> DecodeSt
     return prefill(model, tokenizer, prompts, **opts)
 
 
+def check_knobs(temperature: float, top_k: int, top_p: float) -> None:
+    """Raises ValueError for sampling settings that can only be mistakes."""
+    if temperature < 0:
+        raise ValueError(f"temperature={temperature} must be >= 0 (0 is greedy).")
+    if top_k < 0:
+        raise ValueError(f"top_k={top_k} must be >= 0 (0 keeps every token).")
+    if not 0 < top_p <= 1:
+        raise ValueError(f"top_p={top_p} must be in (0, 1] (1 turns nucleus sampling off).")
+
+
 def generate(
     model: nnx.Module,
     tokenizer: Any,
@@ -453,6 +465,7 @@ def generate(
     batch when its key is given. stop_tokens=None stops on the tokenizer's EOS.
     keep_state=True returns the DecodeState (it holds the whole KV cache on device).
     """
+    check_knobs(temperature, top_k, top_p)
     state = _start(model, tokenizer, prompts, max_new_tokens, add_bos, mesh)
     B = state.logits.shape[0]
     knobs = _knobs(tokenizer, model, stop_tokens, stop_strings)

@@ -35,12 +35,9 @@ With ``parallel_block=True`` the block has one shared ``norm`` instead of
 scanned blocks live under ``blocks`` directly (one Block whose params are stacked
 ``[L, ...]`` with names ``('layers', ...)``).
 
-KV cache (``Transformer.init_cache``/``decode``): a plain dict of arrays, not NNX state;
-``CACHE_AXES`` gives each leaf's logical names (shard 'batch' like activations, 'heads'
-like the attention heads). ``k``, ``v``: tuples of [L_i, B, N, S, H] arrays, one stacked
-array (L_0 = L) when scan_layers, else one per layer (L_i = 1, each its own buffer so it
-updates in place); ``positions``: int32 [B, S], the position held by each slot, -1 for
-empty or padding slots (never attended to); ``index``: int32 [], the next slot to write.
+The pieces live beside this file: models/layers.py (initializers, ScaledEinsum, RoPE,
+MLP), models/attention.py (Attention) and models/kv_cache.py (the KV cache behind
+``Transformer.init_cache``/``decode``, and its layout).
 
 abc-parameterization hooks (Everett et al. 2024): every kernel has a layer type,
 embedding (``embed``, ``pos_embed``), hidden (attention and MLP kernels) or readout
@@ -55,22 +52,17 @@ matmul, so the softmax input never passes through bf16 (float64 models keep floa
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import dataclasses
-import functools
-import math
-from collections.abc import Iterator
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from models import kv_cache
+from models.attention import Attention
+from models.layers import _dense, _logit_dtype, _norm, _normal, make_mlp
 from models.partitioning import constrain
-
-_KV_AXES = ("layers", "batch", "heads", "cache_len", "head_dim")
-CACHE_AXES = dict(k=_KV_AXES, v=_KV_AXES, positions=("batch", "cache_len"), index=())
 
 _CHOICES = {
     "norm": ("rmsnorm", "layernorm"),
@@ -176,232 +168,7 @@ class TransformerConfig:
         return self.head_dim or self.d_model // self.num_heads
 
 
-# ----------------------------------------------------------------------------- params
-
-
-def _normal(std: float, names: tuple[str | None, ...]) -> Any:
-    """Normal(std) initializer annotated with logical axis names."""
-    return nnx.with_partitioning(nnx.initializers.normal(stddev=std), names)
-
-
-def _zeros(names: tuple[str | None, ...]) -> Any:
-    """Zeros initializer annotated with logical axis names."""
-    return nnx.with_partitioning(nnx.initializers.zeros_init(), names)
-
-
-def _ones(names: tuple[str | None, ...]) -> Any:
-    """Ones initializer annotated with logical axis names."""
-    return nnx.with_partitioning(nnx.initializers.ones_init(), names)
-
-
-def _dense(
-    cfg: TransformerConfig,
-    einsum_str: str,
-    kernel_shape: tuple[int, ...],
-    kernel_names: tuple[str, ...],
-    bias_names: tuple[str, ...],
-    *,
-    std: float,
-    rngs: nnx.Rngs,
-    dtype: Any = None,
-    multiplier: float = 1.0,
-) -> nnx.Einsum:
-    """An einsum projection whose bias covers the kernel's trailing (output) axes."""
-    n_out = len(bias_names)
-    return ScaledEinsum(
-        einsum_str,
-        kernel_shape,
-        kernel_shape[-n_out:] if cfg.use_bias else None,
-        dtype=dtype or jnp.dtype(cfg.dtype),
-        param_dtype=jnp.dtype(cfg.param_dtype),
-        kernel_init=_normal(std, kernel_names),
-        bias_init=_zeros(bias_names),
-        rngs=rngs,
-        multiplier=multiplier,
-    )
-
-
-def _norm(cfg: TransformerConfig, size: int, *, rngs: nnx.Rngs) -> nnx.Module:
-    """RMSNorm or LayerNorm (per cfg.norm) over the last axis; stats in float32."""
-    kwargs = dict(
-        epsilon=cfg.norm_eps,
-        dtype=jnp.dtype(cfg.dtype),
-        param_dtype=jnp.dtype(cfg.param_dtype),
-        scale_init=_ones(("norm",)),
-        rngs=rngs,
-    )
-    if cfg.norm == "rmsnorm":
-        return nnx.RMSNorm(size, **kwargs)
-    return nnx.LayerNorm(size, use_bias=cfg.norm_bias, bias_init=_zeros(("norm",)), **kwargs)
-
-
-def _logit_dtype(cfg: TransformerConfig) -> Any:
-    """float32, or float64 for a float64 model (exact-arithmetic tests)."""
-    return jnp.promote_types(jnp.float32, jnp.dtype(cfg.dtype))
-
-
-def _hidden_std(cfg: TransformerConfig) -> float:
-    """Init std of the hidden kernels' inputs side (q, k, v, MLP up/gate)."""
-    return cfg.hidden_init_std or cfg.init_std
-
-
-def _out_std(cfg: TransformerConfig) -> float:
-    """Init std of residual output projections: the hidden std / sqrt(2 * num_layers)."""
-    return _hidden_std(cfg) / math.sqrt(2 * cfg.num_layers)
-
-
-_CAPTURE_INPUTS: contextvars.ContextVar[bool] = contextvars.ContextVar("capture", default=False)
-
-
-@contextlib.contextmanager
-def capture_dense_inputs() -> Iterator[None]:
-    """Within this context every ScaledEinsum sows its input as `nnx.Intermediate`
-    'inputs'; run the model through `nnx.capture(model, nnx.Intermediate)` to get them.
-    For alignment probes; unrolled blocks only (scan_layers=False)."""
-    token = _CAPTURE_INPUTS.set(True)
-    try:
-        yield
-    finally:
-        _CAPTURE_INPUTS.reset(token)
-
-
-class ScaledEinsum(nnx.Einsum):
-    """nnx.Einsum whose output is multiplied by a constant (the abc parameter multiplier;
-    with a bias, multiplier * (x w + b)). Same params and paths as nnx.Einsum."""
-
-    def __init__(self, *args: Any, multiplier: float = 1.0, **kwargs: Any):
-        super().__init__(*args, **kwargs)
-        self.multiplier = multiplier
-
-    def __call__(self, inputs: jax.Array, einsum_str: str | None = None) -> jax.Array:
-        if _CAPTURE_INPUTS.get():
-            self.sow(nnx.Intermediate, "inputs", inputs)
-        y = super().__call__(inputs, einsum_str)
-        return y if self.multiplier == 1.0 else y * jnp.asarray(self.multiplier, y.dtype)
-
-
-# ----------------------------------------------------------------------------- layers
-
-
-def apply_rope(x_BTNH: jax.Array, positions_BT: jax.Array, base: float) -> jax.Array:
-    """Rotary position embedding (rotate-half form) applied over the last axis."""
-    H = x_BTNH.shape[-1]
-    fraction_K = 2.0 * jnp.arange(H // 2, dtype=jnp.float32) / H
-    inv_freq_K = base**-fraction_K
-    angle_BTK = positions_BT.astype(jnp.float32)[..., None] * inv_freq_K
-    sin_BT1K = jnp.sin(angle_BTK)[:, :, None, :]
-    cos_BT1K = jnp.cos(angle_BTK)[:, :, None, :]
-    x1_BTNK, x2_BTNK = jnp.split(x_BTNH.astype(jnp.float32), 2, axis=-1)
-    out_BTNH = jnp.concatenate(
-        [x1_BTNK * cos_BT1K - x2_BTNK * sin_BT1K, x2_BTNK * cos_BT1K + x1_BTNK * sin_BT1K],
-        axis=-1,
-    )
-    return out_BTNH.astype(x_BTNH.dtype)
-
-
-def max_attention_logit(q_BTNH: jax.Array, k_BTNH: jax.Array) -> jax.Array:
-    """Largest causal attention logit q.k/sqrt(H) over batch, heads and positions.
-
-    The instability probe of Wortsman et al. (2023, Sec. 3.1.1): without qk-norm these
-    logits grow at high learning rates until the softmax saturates. Recomputes the
-    scores (the fused attention call does not return them); no gradient flows."""
-    H, T = q_BTNH.shape[-1], q_BTNH.shape[1]
-    s_BNTT = jnp.einsum("BTNH,BSNH->BNTS", q_BTNH, k_BTNH, preferred_element_type=jnp.float32)
-    causal_TT = jnp.tril(jnp.ones((T, T), bool))
-    return jax.lax.stop_gradient(jnp.max(jnp.where(causal_TT, s_BNTT, -jnp.inf)) * H**-0.5)
-
-
-class Attention(nnx.Module):
-    """Causal multi-head self-attention (optional RoPE and QK-norm)."""
-
-    def __init__(self, cfg: TransformerConfig, *, rngs: nnx.Rngs):
-        D, N, H = cfg.d_model, cfg.num_heads, cfg.resolved_head_dim
-        self.cfg = cfg
-        in_names, head_names = ("embed", "heads", "head_dim"), ("heads", "head_dim")
-        dense = functools.partial(_dense, cfg, rngs=rngs, multiplier=cfg.hidden_multiplier)
-        in_proj = lambda: dense(
-            "BTD,DNH->BTNH", (D, N, H), in_names, head_names, std=_hidden_std(cfg)
-        )
-        self.q_proj, self.k_proj, self.v_proj = in_proj(), in_proj(), in_proj()
-        out_names = ("heads", "head_dim", "embed")
-        self.o_proj = dense("BTNH,NHD->BTD", (N, H, D), out_names, ("embed",), std=_out_std(cfg))
-        if cfg.qk_norm:
-            self.q_norm = _norm(cfg, H, rngs=rngs)
-            self.k_norm = _norm(cfg, H, rngs=rngs)
-
-    def _qkv(self, x_BTD: jax.Array, positions_BT: jax.Array) -> tuple[jax.Array, ...]:
-        """Queries, keys and values [B,T,N,H] (QK-normed and rotated as configured)."""
-        q_BTNH, k_BTNH, v_BTNH = self.q_proj(x_BTD), self.k_proj(x_BTD), self.v_proj(x_BTD)
-        if self.cfg.qk_norm:
-            q_BTNH, k_BTNH = self.q_norm(q_BTNH), self.k_norm(k_BTNH)
-        if self.cfg.position == "rope":
-            q_BTNH = apply_rope(q_BTNH, positions_BT, self.cfg.rope_base)
-            k_BTNH = apply_rope(k_BTNH, positions_BT, self.cfg.rope_base)
-        return q_BTNH, k_BTNH, v_BTNH
-
-    def __call__(self, x_BTD: jax.Array, positions_BT: jax.Array, probe: bool = False) -> Any:
-        """Attends causally over the sequence; returns the out-projection [B,T,D].
-
-        probe: also return the largest attention logit (see max_attention_logit)."""
-        q_BTNH, k_BTNH, v_BTNH = self._qkv(x_BTD, positions_BT)
-        out_BTD = self.o_proj(self.attend(q_BTNH, k_BTNH, v_BTNH))
-        return (out_BTD, max_attention_logit(q_BTNH, k_BTNH)) if probe else out_BTD
-
-    def decode(
-        self, x_BTD: jax.Array, positions_BT: jax.Array, kv: Any, masks: Any
-    ) -> tuple[jax.Array, Any]:
-        """Attends over the layer cache kv=(k_BNSH, v_BNSH) plus the T new tokens.
-
-        masks: (mask_B1TS, mask_B1TU). Reads kv only; returns the new (k_BNTH, v_BNTH)."""
-        q_BTNH, k_BTNH, v_BTNH = self._qkv(x_BTD, positions_BT)
-        dt, f32, scale = q_BTNH.dtype, jnp.float32, q_BTNH.shape[-1] ** -0.5
-        k_BNSH, v_BNSH = (c.astype(dt) for c in kv)
-        s_BNTS = jnp.einsum("BTNH,BNSH->BNTS", q_BTNH, k_BNSH, preferred_element_type=f32)
-        s_BNTU = jnp.einsum("BTNH,BUNH->BNTU", q_BTNH, k_BTNH, preferred_element_type=f32)
-        s_BNTX = jnp.concatenate(
-            [jnp.where(m, s * scale, -1e30) for m, s in zip(masks, (s_BNTS, s_BNTU))], axis=-1
-        )
-        p_BNTX = jax.nn.softmax(s_BNTX, axis=-1).astype(dt)
-        S = k_BNSH.shape[2]
-        out_BTNH = jnp.einsum("BNTS,BNSH->BTNH", p_BNTX[..., :S], v_BNSH)
-        out_BTNH += jnp.einsum("BNTU,BUNH->BTNH", p_BNTX[..., S:], v_BTNH)
-        return self.o_proj(out_BTNH), (k_BTNH.transpose(0, 2, 1, 3), v_BTNH.transpose(0, 2, 1, 3))
-
-    def attend(self, q_BTNH: jax.Array, k_BSNH: jax.Array, v_BSNH: jax.Array) -> jax.Array:
-        """Causal scaled dot-product attention (seam for a KV-cache decode path)."""
-        impl = None if self.cfg.attention_impl == "auto" else self.cfg.attention_impl
-        return jax.nn.dot_product_attention(
-            q_BTNH, k_BSNH, v_BSNH, is_causal=True, implementation=impl
-        )
-
-
-class MLP(nnx.Module):
-    """Position-wise feed-forward: SwiGLU (gate, up, down) or GELU (up, down)."""
-
-    def __init__(self, cfg: TransformerConfig, *, rngs: nnx.Rngs):
-        D, F = cfg.d_model, cfg.d_ff
-        self.gated = cfg.mlp == "swiglu"
-        dense = functools.partial(_dense, cfg, rngs=rngs, multiplier=cfg.hidden_multiplier)
-        in_proj = lambda: dense(
-            "BTD,DF->BTF", (D, F), ("embed", "mlp"), ("mlp",), std=_hidden_std(cfg)
-        )
-        if self.gated:
-            self.gate = in_proj()
-        self.up = in_proj()
-        self.down = dense("BTF,FD->BTD", (F, D), ("mlp", "embed"), ("embed",), std=_out_std(cfg))
-
-    def __call__(self, x_BTD: jax.Array) -> jax.Array:
-        """Applies the feed-forward network to [B,T,D]."""
-        if self.gated:
-            h_BTF = jax.nn.silu(self.gate(x_BTD)) * self.up(x_BTD)
-        else:
-            h_BTF = jax.nn.gelu(self.up(x_BTD))
-        return self.down(h_BTF)
-
-
-def make_mlp(cfg: TransformerConfig, *, rngs: nnx.Rngs) -> nnx.Module:
-    """Builds the block's feed-forward layer (the single seam for e.g. an MoE MLP)."""
-    return MLP(cfg, rngs=rngs)
+# ----------------------------------------------------------------------------- model
 
 
 class Block(nnx.Module):
@@ -453,9 +220,6 @@ class Block(nnx.Module):
             return x_BTD + attn_BTD + self.mlp(h_BTD), kv
         x_BTD = x_BTD + attn_BTD
         return x_BTD + self.mlp(self.mlp_norm(x_BTD)), kv
-
-
-# ----------------------------------------------------------------------------- model
 
 
 def _run_block(
@@ -591,13 +355,8 @@ class Transformer(nnx.Module):
         return body(x_BTD, self.blocks, keys_L)
 
     def init_cache(self, batch: int, max_len: int, dtype: Any = None) -> dict[str, jax.Array]:
-        """An empty KV cache with `max_len` slots per row (layout: module docstring)."""
-        cfg, L = self.cfg, self.cfg.num_layers
-        shape = (batch, cfg.num_heads, max_len, cfg.resolved_head_dim)
-        zeros = lambda n: jnp.zeros((n, *shape), jnp.dtype(dtype or cfg.dtype))
-        k, v = (tuple(map(zeros, (L,) if cfg.scan_layers else (1,) * L)) for _ in "kv")
-        positions = jnp.full((batch, max_len), -1, jnp.int32)
-        return dict(k=k, v=v, positions=positions, index=jnp.int32(0))
+        """An empty KV cache with `max_len` slots per row (models/kv_cache.py)."""
+        return kv_cache.init_cache(self, batch, max_len, dtype)
 
     def decode(
         self, tokens_BT: jax.Array, positions_BT: jax.Array, cache: Any, *, last_only: bool = False
@@ -607,40 +366,8 @@ class Transformer(nnx.Module):
         Tokens fill slots [index, index+T). A query at position p attends to its row's slots
         holding positions 0..p; negative positions mark padding (stored, never attended to).
         Prefill: one call on the left-padded prompt, then one per token; last_only: [B,1,V].
-        """
-        cfg = self.cfg
-        positions_BT, index = positions_BT.astype(jnp.int32), cache["index"]
-        key_pos = (cache["positions"][:, None, None, :], positions_BT[:, None, None, :])
-        masks = tuple((p >= 0) & (p <= positions_BT[:, None, :, None]) for p in key_pos)
-        pos_BT = jnp.maximum(positions_BT, 0)
-        x_BTD = self.embed_tokens(tokens_BT, pos_BT)
-        write = lambda c, x, at: jax.lax.dynamic_update_slice_in_dim(c, x.astype(c.dtype), at, 3)
-        if cfg.scan_layers:
-
-            @nnx.scan(
-                in_axes=(nnx.Carry, 0, 0),
-                out_axes=(nnx.Carry, 0),
-                transform_metadata={nnx.PARTITION_NAME: "layers"},
-            )
-            def body(x_BTD: jax.Array, block: Block, kv: Any) -> tuple[jax.Array, Any]:
-                return block.decode(x_BTD, pos_BT, kv, masks)
-
-            x_BTD, (k_LBNTH, v_LBNTH) = body(x_BTD, self.blocks, (cache["k"][0], cache["v"][0]))
-            k, v = (write(cache["k"][0], k_LBNTH, index),), (write(cache["v"][0], v_LBNTH, index),)
-        else:
-            k, v = (), ()
-            for i, block in enumerate(self.blocks):
-                kv = (cache["k"][i][0], cache["v"][i][0])
-                x_BTD, (k_BNTH, v_BNTH) = block.decode(x_BTD, pos_BT, kv, masks)
-                # Always 0, but depends on the layer output: XLA then writes in place, no copy.
-                at = index + (jnp.abs(x_BTD[0, 0, 0]) < -1).astype(jnp.int32)
-                k += (write(cache["k"][i], k_BNTH[None], at),)
-                v += (write(cache["v"][i], v_BNTH[None], at),)
-        if last_only:
-            x_BTD = x_BTD[:, -1:]
-        logits_BTV = self.unembed_logits(self.final_norm(x_BTD))
-        positions = jax.lax.dynamic_update_slice_in_dim(cache["positions"], positions_BT, index, 1)
-        return logits_BTV, dict(k=k, v=v, positions=positions, index=index + tokens_BT.shape[1])
+        Implemented in models/kv_cache.py."""
+        return kv_cache.decode(self, tokens_BT, positions_BT, cache, last_only=last_only)
 
     def embed_tokens(self, tokens_BT: jax.Array, positions_BT: jax.Array) -> jax.Array:
         """Token (+ learned position) embeddings [B,T,D], times the embedding multiplier."""

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from models.attention import max_attention_logit
 from models.transformer import (
     Block,
     Transformer,
     TransformerConfig,
-    max_attention_logit,
     param_count,
     train_flops_per_token,
 )

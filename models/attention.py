@@ -1,0 +1,138 @@
+"""Multi-head self-attention of models/transformer.py: the Attention module (training
+path and its KV-cache `decode` step), the attention core `attend` and the
+`max_attention_logit` instability probe.
+
+Attention is causal by default (the LM); `Attention(cfg, causal=False)` with a key mask
+gives the bidirectional, key-padding-masked attention of an encoder (e.g. a ViT). Shapes:
+B batch, T queries, S keys, D d_model, N heads, H head_dim.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import TYPE_CHECKING, Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from models.layers import _dense, _hidden_std, _norm, _out_std, apply_rope
+
+if TYPE_CHECKING:
+    from models.transformer import TransformerConfig
+
+
+def attend(
+    q_BTNH: jax.Array,
+    k_BSNH: jax.Array,
+    v_BSNH: jax.Array,
+    *,
+    causal: bool = True,
+    key_mask_BS: jax.Array | None = None,
+    implementation: str | None = None,
+) -> jax.Array:
+    """Scaled dot-product attention of queries over keys and values; returns [B,T,N,H].
+
+    causal: query t sees keys 0..t only (T == S). key_mask_BS: bool [B,S], False keys get
+    zero weight (a query with no unmasked key gets an arbitrary finite mix). The softmax
+    is in float32; implementation: jax.nn.dot_product_attention's ('xla', 'cudnn', None).
+    """
+    mask_B11S = None if key_mask_BS is None else key_mask_BS[:, None, None, :].astype(bool)
+    return jax.nn.dot_product_attention(
+        q_BTNH, k_BSNH, v_BSNH, mask=mask_B11S, is_causal=causal, implementation=implementation
+    )
+
+
+def max_attention_logit(
+    q_BTNH: jax.Array,
+    k_BSNH: jax.Array,
+    *,
+    causal: bool = True,
+    key_mask_BS: jax.Array | None = None,
+) -> jax.Array:
+    """Largest attention logit q.k/sqrt(H) over batch, heads and attended positions.
+
+    The instability probe of Wortsman et al. (2023, Sec. 3.1.1): without qk-norm these
+    logits grow at high learning rates until the softmax saturates. Recomputes the
+    scores (the fused attention call does not return them); no gradient flows. Counts
+    the keys `attend` would weigh with the same causal/key_mask_BS."""
+    H, T, S = q_BTNH.shape[-1], q_BTNH.shape[1], k_BSNH.shape[1]
+    s_BNTS = jnp.einsum("BTNH,BSNH->BNTS", q_BTNH, k_BSNH, preferred_element_type=jnp.float32)
+    keep_TS = jnp.tril(jnp.ones((T, S), bool)) if causal else jnp.ones((T, S), bool)
+    if key_mask_BS is not None:
+        keep_TS = keep_TS & key_mask_BS[:, None, None, :].astype(bool)  # -> [B,1,T,S]
+    return jax.lax.stop_gradient(jnp.max(jnp.where(keep_TS, s_BNTS, -jnp.inf)) * H**-0.5)
+
+
+class Attention(nnx.Module):
+    """Multi-head self-attention, causal unless causal=False (optional RoPE and QK-norm)."""
+
+    def __init__(self, cfg: TransformerConfig, *, rngs: nnx.Rngs, causal: bool = True):
+        D, N, H = cfg.d_model, cfg.num_heads, cfg.resolved_head_dim
+        self.cfg = cfg
+        self.causal = causal
+        in_names, head_names = ("embed", "heads", "head_dim"), ("heads", "head_dim")
+        dense = functools.partial(_dense, cfg, rngs=rngs, multiplier=cfg.hidden_multiplier)
+        in_proj = lambda: dense(
+            "BTD,DNH->BTNH", (D, N, H), in_names, head_names, std=_hidden_std(cfg)
+        )
+        self.q_proj, self.k_proj, self.v_proj = in_proj(), in_proj(), in_proj()
+        out_names = ("heads", "head_dim", "embed")
+        self.o_proj = dense("BTNH,NHD->BTD", (N, H, D), out_names, ("embed",), std=_out_std(cfg))
+        if cfg.qk_norm:
+            self.q_norm = _norm(cfg, H, rngs=rngs)
+            self.k_norm = _norm(cfg, H, rngs=rngs)
+
+    def _qkv(self, x_BTD: jax.Array, positions_BT: jax.Array) -> tuple[jax.Array, ...]:
+        """Queries, keys and values [B,T,N,H] (QK-normed and rotated as configured)."""
+        q_BTNH, k_BTNH, v_BTNH = self.q_proj(x_BTD), self.k_proj(x_BTD), self.v_proj(x_BTD)
+        if self.cfg.qk_norm:
+            q_BTNH, k_BTNH = self.q_norm(q_BTNH), self.k_norm(k_BTNH)
+        if self.cfg.position == "rope":
+            q_BTNH = apply_rope(q_BTNH, positions_BT, self.cfg.rope_base)
+            k_BTNH = apply_rope(k_BTNH, positions_BT, self.cfg.rope_base)
+        return q_BTNH, k_BTNH, v_BTNH
+
+    def __call__(
+        self,
+        x_BTD: jax.Array,
+        positions_BT: jax.Array,
+        probe: bool = False,
+        *,
+        key_mask_BS: jax.Array | None = None,
+    ) -> Any:
+        """Attends over the sequence (causally unless causal=False); returns the
+        out-projection [B,T,D].
+
+        key_mask_BS: optional bool [B,T], False marks padding keys (given zero weight).
+        probe: also return the largest attention logit (see max_attention_logit)."""
+        q_BTNH, k_BTNH, v_BTNH = self._qkv(x_BTD, positions_BT)
+        impl = None if self.cfg.attention_impl == "auto" else self.cfg.attention_impl
+        mask = dict(causal=self.causal, key_mask_BS=key_mask_BS)
+        out_BTD = self.o_proj(attend(q_BTNH, k_BTNH, v_BTNH, **mask, implementation=impl))
+        if not probe:
+            return out_BTD
+        return out_BTD, max_attention_logit(q_BTNH, k_BTNH, **mask)
+
+    def decode(
+        self, x_BTD: jax.Array, positions_BT: jax.Array, kv: Any, masks: Any
+    ) -> tuple[jax.Array, Any]:
+        """Attends over the layer cache kv=(k_BNSH, v_BNSH) plus the T new tokens.
+
+        masks: (mask_B1TS, mask_B1TU). Reads kv only; returns the new (k_BNTH, v_BNTH).
+        The masks alone decide what is attended (models/kv_cache.py builds causal ones)."""
+        if not self.causal:
+            raise ValueError("Attention.decode needs a causal Attention (causal=True).")
+        q_BTNH, k_BTNH, v_BTNH = self._qkv(x_BTD, positions_BT)
+        dt, f32, scale = q_BTNH.dtype, jnp.float32, q_BTNH.shape[-1] ** -0.5
+        k_BNSH, v_BNSH = (c.astype(dt) for c in kv)
+        s_BNTS = jnp.einsum("BTNH,BNSH->BNTS", q_BTNH, k_BNSH, preferred_element_type=f32)
+        s_BNTU = jnp.einsum("BTNH,BUNH->BNTU", q_BTNH, k_BTNH, preferred_element_type=f32)
+        s_BNTX = jnp.concatenate(
+            [jnp.where(m, s * scale, -1e30) for m, s in zip(masks, (s_BNTS, s_BNTU))], axis=-1
+        )
+        p_BNTX = jax.nn.softmax(s_BNTX, axis=-1).astype(dt)
+        S = k_BNSH.shape[2]
+        out_BTNH = jnp.einsum("BNTS,BNSH->BTNH", p_BNTX[..., :S], v_BNSH)
+        out_BTNH += jnp.einsum("BNTU,BUNH->BTNH", p_BNTX[..., S:], v_BTNH)
+        return self.o_proj(out_BTNH), (k_BTNH.transpose(0, 2, 1, 3), v_BTNH.transpose(0, 2, 1, 3))
