@@ -10,7 +10,8 @@ all four parameterizations; best eval loss at width 256 about 2.19 (standard, pe
 One run (muP, Adam, per-layer LRs for full alignment, width 128):
     python -m framework.main --config=configs/scaling_exponents.py:width=128,param=mup,lr=0.01 \\
         --workdir=runs/se_one
-Arguments (`--config=configs/scaling_exponents.py:k=v,...`):
+Arguments (`--config=configs/scaling_exponents.py:k=v,...`; the grid they index, STUDIES,
+RUN, WIDTHS, LRS, is in experiments/scaling_exponents/grid.py):
   variant    'cpu' (default; the CPU-scale reproduction) | 'tiny' (tests) | 'paper' (the
              published scale; documented, does not fit this machine)
   study      a key of STUDIES: sets param, optimizer, lr_scaling, eps, eps_scaled (the sweep
@@ -29,6 +30,7 @@ Arguments (`--config=configs/scaling_exponents.py:k=v,...`):
   eps        Adam's eps (fixed, or at the base width when scaled)
   steps      training steps (0: the variant's default)
 
+The model is the proxy decoder of configs/lm_proxy.py (width n, depth and head size of RUN).
 Every run logs per-tensor gradient RMS (Adam's eps is compared with it) and the
 alignment probes (experiments/scaling_exponents/alignment.py) with each evaluation.
 """
@@ -36,120 +38,26 @@ alignment probes (experiments/scaling_exponents/alignment.py) with each evaluati
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import ml_collections
 
-from framework.config import ConfigError, parse_arg
-from framework.tasks import lm
+from configs.lm_proxy import proxy_lm_config
+from experiments.scaling_exponents.grid import (
+    CONSTANTS,
+    LRS,
+    RUN,
+    SOLVER,
+    TUNED_LRS,
+    TUNED_WIDTHS,
+    VARIANT_STUDIES,
+    WIDTHS,
+    parse_args,
+)
+from framework.config import ConfigError
 from optim import parameterization as pz
 
 OPTIMIZER_NAMES = {"adam": "adamw", "adam_atan2": "adam_atan2", "sgd": "sgd"}
 OPTIMIZER_NAMES["adafactor"] = "adafactor"
-SOLVER = {"adam": "adam", "adam_atan2": "adam", "sgd": "sgd", "adafactor": "adafactor"}
-RUN = {
-    "tiny": dict(steps=20, batch=8, seq=32, chars=100_000, layers=1, head=16, base=32),
-    "cpu": dict(steps=200, batch=16, seq=64, chars=1_000_000, layers=2, head=16, base=64),
-    # Everett et al.: depth 8, head_dim 128, widths 128..16384 (26.8B parameters at 16384
-    # with a 32k vocabulary), batch 256 x 512 tokens of C4; not runnable here.
-    "paper": dict(steps=50_000, batch=256, seq=512, chars=0, layers=8, head=128, base=1024),
-}
-WIDTHS = {
-    "tiny": [16, 32],
-    "cpu": [16, 32, 64, 128, 256],
-    "paper": [128, 256, 512, 1024, 2048, 4096, 8192, 16384],
-}
-# Base learning rates: powers of 2 (the cpu grid spans 2^-10 .. 2^-3, which holds every
-# study's optimum at every width in a pilot).
-LRS = {
-    "tiny": [2.0**-6, 2.0**-4],
-    "cpu": [2.0**-k for k in range(10, 2, -1)],
-    "paper": [2.0**-k for k in range(14, 2, -1)],
-}
-# The epsilon demonstration (paper Sec. 5): a parameterization whose gradients shrink
-# fastest with width (mean-field: g = (1, 3/2, 1) by gradient_exponents) and an eps
-# of the size of its hidden-layer gradient RMS near the largest cpu width, so a fixed eps
-# swamps sqrt(v) there as eps = 1e-8 does at the paper's widths (measured; README).
-EPS_PARAM = "mean_field"
-EPS_DEMO = 1e-5
-STUDIES: dict[str, dict[str, Any]] = {
-    "standard": dict(param="standard", optimizer="adam"),
-    "ntk": dict(param="ntk", optimizer="adam"),
-    "mup": dict(param="mup", optimizer="adam"),
-    "mean_field": dict(param="mean_field", optimizer="adam"),
-    "standard_global": dict(param="standard", optimizer="adam", lr_scaling="global"),
-    "eps_fixed": dict(param=EPS_PARAM, optimizer="adam", eps=EPS_DEMO),
-    "eps_scaled": dict(param=EPS_PARAM, optimizer="adam", eps=EPS_DEMO, eps_scaled=True),
-    "atan2": dict(param=EPS_PARAM, optimizer="adam_atan2"),
-}
-VARIANT_STUDIES = {
-    "tiny": ["standard"],
-    "cpu": list(STUDIES),
-    "paper": list(STUDIES),
-}
-# The per-layer constants search for the standard parameterization's prescription (paper
-# Sec. 4: exponents from the theory, constants C_l tuned at a small width): embedding and
-# readout LR constants relative to the hidden layers', at the base width and the best base
-# LR of the main sweep; the winner then runs at every width (sweep=tuned).
-CONSTANTS = {
-    "tiny": {"arg:c_emb": [4.0], "arg:c_readout": [1.0]},
-    "cpu": {"arg:c_emb": [0.25, 1.0, 4.0, 16.0], "arg:c_readout": [0.25, 1.0, 4.0]},
-    "paper": {"arg:c_emb": [0.25, 1.0, 4.0, 16.0], "arg:c_readout": [0.25, 1.0, 4.0]},
-}
-SWEEPS = ("main", "constants", "tuned")
-TUNED_LRS = 5  # base LRs of the tuned study: the grid's 5 nearest to the base-width optimum
-TUNED_WIDTHS = {"tiny": [32]}  # the tuned study's widths where not every width (tests)
-DEFAULTS = dict(
-    variant="cpu",
-    study="",
-    width=0,
-    param="standard",
-    optimizer="adam",
-    alignment="full",
-    lr_scaling="per_layer",
-    lr=1e-2,
-    constants="base",
-    c_emb=1.0,
-    c_hidden=1.0,
-    c_readout=1.0,
-    eps_scaled=False,
-    eps=1e-8,
-    steps=0,
-    sweep="main",
-)
-
-
-def parse_args(arg: str | None) -> Any:
-    """The parsed, checked arguments of `arg` (a study's settings filled in)."""
-    a = parse_arg(arg, **DEFAULTS)
-    if a.variant not in RUN:
-        raise ConfigError(f"variant={a.variant!r} is unknown; choose one of {sorted(RUN)}.")
-    if a.study:
-        if a.study not in STUDIES:
-            raise ConfigError(f"study={a.study!r} is unknown; choose one of {list(STUDIES)}.")
-        given = {item.split("=", 1)[0].strip() for item in (arg or "").split(",") if "=" in item}
-        for key, value in STUDIES[a.study].items():
-            if key in given and a[key] != value:
-                raise ConfigError(
-                    f"{key}={a[key]!r} contradicts study={a.study!r} (which sets "
-                    f"{key}={value!r}); drop one of them."
-                )
-            a[key] = value
-    if a.optimizer not in SOLVER:
-        raise ConfigError(f"optimizer={a.optimizer!r} is unknown; choose one of {list(SOLVER)}.")
-    head = RUN[a.variant]["head"]
-    a.width = a.width or RUN[a.variant]["base"]
-    if a.width % head:
-        raise ConfigError(f"width={a.width} must be a multiple of the head size {head}.")
-    if a.eps_scaled and a.optimizer != "adam":
-        raise ConfigError("eps_scaled=true applies to optimizer=adam only.")
-    if a.lr_scaling not in ("per_layer", "global"):
-        raise ConfigError(f"lr_scaling={a.lr_scaling!r} is unknown; choose per_layer or global.")
-    if a.constants not in ("base", "one"):
-        raise ConfigError(f"constants={a.constants!r} is unknown; choose base or one.")
-    if a.sweep not in SWEEPS:
-        raise ConfigError(f"sweep={a.sweep!r} is unknown; choose one of {list(SWEEPS)}.")
-    return a
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -176,36 +84,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         )
     except ValueError as e:
         raise ConfigError(str(e)) from None
-    config = lm.default_config()
-    config.model.update(
-        dict(
-            d_model=a.width,
-            num_layers=run["layers"],
-            num_heads=a.width // run["head"],
-            d_ff=4 * a.width,
-            max_len=run["seq"],
-            norm="layernorm",
-            norm_bias=False,
-            use_bias=False,
-            mlp="gelu",
-            position="learned",
-            tie_embeddings=False,
-            **settings["model"],
-        )
+    paper, heads = a.variant == "paper", a.width // run["head"]
+    config = proxy_lm_config(
+        run, d_model=a.width, num_layers=run["layers"], num_heads=heads, steps=steps, paper=paper
     )
-    if a.variant == "paper":
-        config.model.vocab_size = 32_000
-        config.data.tokenizer = "sentencepiece"  # set data.sentencepiece_model and data.path
-    config.data.seq_len = run["seq"]
-    config.data.embedded_chars = run["chars"] or 1_000_000
-    config.train.batch_size = run["batch"]
-    config.train.total_steps = steps
+    config.model.update(settings["model"])
     config.train.log_every_steps = max(1, steps // 30)
     config.train.eval_every_steps = max(1, steps // 4)
-    config.train.checkpoint_every_steps = 0
-    config.train.keep_checkpoints = 1
-    config.train.log_tensor_rms = True
-    config.train.plot_losses = False  # ~2 s a run; the report draws the sweep's figures
     config.evals.val.num_batches = 8  # the same 8 x 16 x 64 tokens for every run
     with config.unlocked():
         config.evals.align = ml_collections.ConfigDict(
@@ -227,7 +112,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
             eps_multipliers=settings["eps_multipliers"],
         )
     )
-    config.schedule.name = "warmup_cosine"
     config.schedule.warmup_steps = max(1, steps // 10)
     config.schedule.final_lr_fraction = 0.1
     return config

@@ -15,18 +15,20 @@ Arguments (`--config=configs/small_scale_proxies.py:k=v,...`):
   lr            peak learning rate (single runs)
   steps         training steps (0: the variant's default)
 
-The model is the paper's pre-LN decoder: LayerNorm without bias, no biases in dense
-layers, untied embeddings, GELU MLP (4x), learned positions, head_dim 32 here. The
-optimizer is AdamW b=(0.9, 0.95), eps 1e-8, global-norm clipping at 1, linear warmup
-then cosine decay to 1e-5.
+The model is the paper's pre-LN decoder (configs/lm_proxy.py): LayerNorm without bias,
+no biases in dense layers, untied embeddings, GELU MLP (4x), learned positions, head_dim
+32 here. The optimizer is AdamW b=(0.9, 0.95), eps 1e-8, global-norm clipping at 1,
+linear warmup then cosine decay to 1e-5.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import ml_collections
+
+from configs.lm_proxy import proxy_lm_config
 from framework.config import ConfigError, parse_arg
-from framework.tasks import lm
 
 # d_model, num_layers per size; head_dim 32 (paper: 64), d_ff = 4 d_model.
 # Non-embedding parameters = 12 L d^2 (+ norms): xs 0.10M, s 0.39M, m 0.62M, l 1.2M.
@@ -105,42 +107,20 @@ def apply_intervention(config: Any, name: str, *, steps: int) -> None:
             config[section][field] = value
 
 
-def get_config(arg: str | None = None):
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     """One run of the sweep: a size, an intervention and a peak learning rate."""
     a = _arg(arg)
     run = RUN[a.variant]
     steps = a.steps or run["steps"]
     d, layers = SIZES[a.variant][a.size]
-    config = lm.default_config()
-    config.model.update(
-        dict(
-            d_model=d,
-            num_layers=layers,
-            num_heads=d // 32 if a.variant != "paper" else d // 64,
-            d_ff=4 * d,
-            max_len=run["seq"],
-            norm="layernorm",
-            norm_bias=False,
-            use_bias=False,
-            mlp="gelu",
-            position="learned",
-            tie_embeddings=False,
-            qk_norm=False,
-        )
+    paper = a.variant == "paper"
+    heads = d // (64 if paper else 32)  # head_dim 32 here, 64 at paper scale
+    config = proxy_lm_config(
+        run, d_model=d, num_layers=layers, num_heads=heads, steps=steps, paper=paper
     )
-    if a.variant == "paper":
-        config.model.vocab_size = 32_000
-        config.data.tokenizer = "sentencepiece"  # set data.sentencepiece_model and data.path
-    config.data.seq_len = run["seq"]
-    config.data.embedded_chars = run["chars"] or 1_000_000
-    config.train.batch_size = run["batch"]
-    config.train.total_steps = steps
+    config.model.qk_norm = False  # the baseline (the qk_layernorm interventions set it)
     config.train.log_every_steps = max(1, steps // 50)
     config.train.eval_every_steps = steps  # one evaluation, at the end
-    config.train.checkpoint_every_steps = 0  # the final checkpoint only
-    config.train.keep_checkpoints = 1
-    config.train.log_tensor_rms = True
-    config.train.plot_losses = False  # ~2 s a run; the report draws the sweep's figures
     config.probes.attention_logits = True
     config.evals.val.num_batches = 16
     config.optimizer.update(
@@ -155,7 +135,6 @@ def get_config(arg: str | None = None):
             weight_decay_mode="decoupled",
         )
     )
-    config.schedule.name = "warmup_cosine"
     config.schedule.warmup_steps = max(1, round(WARMUP_FRACTION * steps))
     config.schedule.final_lr_fraction = min(1.0, MIN_LR / a.lr)
     apply_intervention(config, a.intervention, steps=steps)

@@ -26,6 +26,8 @@ import os
 import grain
 import numpy as np
 
+from data.batching import index_batches
+
 # ETT split lengths in rows (Zhou et al. 2021, Informer; kept by Autoformer, PatchTST,
 # PMformer): 12 months train, 4 validation, 4 test; 30-day months.
 ETT_HOUR_MONTH = 30 * 24
@@ -53,8 +55,14 @@ def read_csv(path: str) -> Series:
             f"CSV file {path!r} does not exist; download it (see data/timeseries.py) "
             "and pass its path as --config.data.path."
         )
-    with open(path, newline="") as f:
-        rows = list(csv.reader(f))
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.reader(f))
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise DataError(
+            f"CSV file {path!r} is not a text CSV ({str(e).splitlines()[0]}); expected an "
+            "ETT-layout CSV: a 'date' column, then numeric feature columns."
+        ) from None
     if not rows:
         raise DataError(f"CSV file {path!r} is empty; it needs a header 'date,<features...>'.")
     header = [h.strip() for h in rows[0]]
@@ -269,10 +277,6 @@ def _gather(values: np.ndarray, lookback: int, horizon: int, idx_B: np.ndarray) 
     }
 
 
-def _stack(indices) -> np.ndarray:
-    return np.asarray(indices, np.int64)
-
-
 def make_window_dataset(
     values: np.ndarray,
     *,
@@ -289,9 +293,10 @@ def make_window_dataset(
 ) -> grain.MapDataset:
     """A grain MapDataset of per-process window batches {inputs, targets}.
 
-    Window starts (every `stride`-th of the stride-1 windows) -> shuffle(seed) ->
-    repeat(num_epochs; None = forever) -> global batches of batch_size * shard_count ->
-    this process's slice -> gather.
+    Window starts (every `stride`-th of the stride-1 windows) in
+    `data.batching.index_batches` order (shuffle(seed) -> repeat(num_epochs; None =
+    forever) -> global batches of batch_size * shard_count -> this process's slice),
+    then the windows gathered.
     Its iterator state ({'next_index'}) is what checkpoints hold. With
     drop_remainder=False a finite pass keeps the last, smaller batch (evaluation).
     """
@@ -305,11 +310,15 @@ def make_window_dataset(
             f"{len(values)} rows give {n} windows of lookback {lookback} + horizon {horizon}, "
             f"too few for a global batch of {global_batch}; lower batch_size, lookback or horizon."
         )
-    ds = grain.MapDataset.range(0, n * stride, stride)
-    if shuffle:
-        ds = ds.shuffle(seed=(seed * 0x9E3779B1 + 0x7F4A7C15) % 2**32)
-    ds = ds.repeat(num_epochs)
-    ds = ds.batch(global_batch, drop_remainder=drop_remainder, batch_fn=_stack)
-    lo = shard_index * batch_size
-    ds = ds.map(lambda idx: idx[lo : lo + batch_size])
+    ds = index_batches(
+        n,
+        batch_size=batch_size,
+        shard_index=shard_index,
+        shard_count=shard_count,
+        seed=seed,
+        shuffle=shuffle,
+        num_epochs=num_epochs,
+        drop_remainder=drop_remainder,
+        stride=stride,
+    )
     return ds.map(functools.partial(_gather, values, lookback, horizon))

@@ -29,12 +29,24 @@ from collections.abc import Sequence
 from typing import Any
 
 from experiments.pmformer.evaluate import EXTRA_FILE, FINISHED, run_dirs
-from experiments.report_utils import md_table, pyplot, read_json, update_readme
+from experiments.report_utils import md_table, pyplot, update_readme, write_report_md
+from framework import files
 
 # PatchTST (Nie et al., ICLR 2023), Table 3, PatchTST/64 (lookback 512) on ETTh1: MSE.
 PATCHTST_ETTH1_MSE = {96: 0.370, 192: 0.413, 336: 0.422, 720: 0.447}
 TARGET_ETTH1_AVG_MSE = 0.413  # issue 7's target for PMformer averaged over the 4 horizons
-FIGURES = ("mse_vs_S.png", "mse_vs_NI.png", "drop.png")
+# figure -> x label, y label, title, log2 x axis
+FIGURE_AXES = {
+    "mse_vs_S.png": (
+        "subset size S",
+        "test MSE / MSE at S = 1",
+        "MSE vs S, relative to S = 1 (S = D is the right end)",
+        False,
+    ),
+    "mse_vs_NI.png": ("N_I (partitions averaged)", "test MSE", "MSE vs N_I", True),
+    "drop.png": ("feature-drop rate", "test MSE increase", "MSE increase vs drop rate", False),
+}
+FIGURES = tuple(FIGURE_AXES)
 
 
 def _num_features(config: dict) -> int:
@@ -58,8 +70,8 @@ def run_row(run_dir: str) -> dict[str, Any]:
     """One run's settings and evaluation numbers: those of the best-validation
     parameters (result.json['best']['eval']) when the run kept them, else the final
     evaluation; plus extra_evals.json (experiments.pmformer.evaluate) when present."""
-    config = read_json(os.path.join(run_dir, "config.json"))["config"]
-    result = read_json(os.path.join(run_dir, "result.json"))
+    config = files.read_json(os.path.join(run_dir, "config.json"))["config"]
+    result = files.read_json(os.path.join(run_dir, "result.json"))
     d = _num_features(config)
     s = config["forecast"]["subset_size"] or d
     s = min(s, d)
@@ -107,7 +119,7 @@ def run_row(run_dir: str) -> dict[str, Any]:
     row["last/val_mse"] = (last.get("val") or {}).get("mse")
     row["last/test_mse"] = (last.get("test") or {}).get("mse")
     extra_path = os.path.join(run_dir, EXTRA_FILE)
-    extra = read_json(extra_path)["eval"] if os.path.exists(extra_path) else {}
+    extra = files.read_json(extra_path)["eval"] if os.path.exists(extra_path) else {}
     for name, metrics in sorted({**(evals or last), **extra}.items()):
         for k in ("mse", "mae", "naive_mse", "ref_mse"):
             if k in metrics:
@@ -334,6 +346,24 @@ def build(rows: list[dict], out: str, probes: bool = True) -> str:
         w.writeheader()
         w.writerows(rows)
     runs, rows = rows, average_seeds(rows)
+    md = _dataset_tables_md(rows, runs, out)
+    claims, series = _claims_and_series(rows)
+    if probes:
+        md += probe_table(runs)
+    if claims:
+        md += ["#### Claims, checked on these runs", ""] + claims + [""]
+    figs = [
+        name
+        for name, (xlabel, ylabel, title, logx) in FIGURE_AXES.items()
+        if _plot(os.path.join(out, name), series[name], xlabel, ylabel, title, logx=logx)
+    ]
+    if figs:
+        md += ["#### Figures", ""] + [f"![{f}](figures/{f})" for f in figs] + [""]
+    return write_report_md(out, md + _runs_md(runs))
+
+
+def _dataset_tables_md(rows: list[dict], runs: list[dict], out: str) -> list[str]:
+    """Per dataset: the horizon table (markdown, and table_<dataset>.csv in `out`)."""
     md: list[str] = []
     for dataset in sorted({r["dataset"] for r in rows}):
         header, table = horizon_table(rows, dataset)
@@ -347,137 +377,126 @@ def build(rows: list[dict], out: str, probes: bool = True) -> str:
             w = csv.writer(f)
             w.writerow(header)
             w.writerows(table)
-    # MSE vs S, per (dataset, horizon) with more than one S
-    s_series, ni_series, drop_series = {}, {}, {}
+    return md
+
+
+def _claims_and_series(rows: list[dict]) -> tuple[list[str], dict[str, dict]]:
+    """The claim lines and each figure's series (FIGURE_AXES), per (dataset, horizon,
+    lookback) of the seed-averaged rows with a subset size."""
+    series: dict[str, dict] = {name: {} for name in FIGURE_AXES}
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in rows:
         if r["S"] != "" and "test/mse" in r:
-            groups[
-                (
-                    r["dataset"] + (f" [{r['variant']}]" if r["variant"] else ""),
-                    r["horizon"],
-                    r["lookback"],
-                )
-            ].append(r)
+            ds = r["dataset"] + (f" [{r['variant']}]" if r["variant"] else "")
+            groups[(ds, r["horizon"], r["lookback"])].append(r)
     claims = []
     for (ds, h, lb), rs in sorted(groups.items()):
-        by_s = {r["S"]: r["test/mse"] for r in rs}
-        row_s = {r["S"]: r for r in rs}
-        if len(by_s) > 1:
-            s_sorted = sorted(by_s)
-            base = by_s.get(1, by_s[s_sorted[0]])  # relative, so datasets share an axis
-            s_series[f"{ds} H={h} L={lb}"] = (s_sorted, [by_s[s] / base for s in s_sorted])
-            d = rs[0]["D"]
-            # compare like with like: only S with as many seeds as S = 1 and S = D
-            n_ref = {_n_seeds(row_s[x]) for x in (1, d) if x in row_s}
-            inter = {s: v for s, v in by_s.items() if 1 < s < d and {_n_seeds(row_s[s])} == n_ref}
-            fewer = sorted(s for s in by_s if 1 < s < d and s not in inter)
-            if 1 in by_s and d in by_s and inter:
-                best = min(inter, key=inter.get)
-                ok = inter[best] < min(by_s[1], by_s[d])
-                sds = [row_s[x]["test/mse_sd"] for x in (1, best, d)]
-                spread = (
-                    f"; seed s.d. of test MSE up to {max(v for v in sds if v is not None):.4f}"
-                    if any(v is not None for v in sds)
-                    else ""
-                )
+        claims += _subset_claims(ds, h, lb, rs, series["mse_vs_S.png"])
+        claims += _partition_claims(ds, h, lb, rs, series["mse_vs_NI.png"])
+        claims += _drop_claims(ds, h, lb, rs, series["drop.png"])
+    return claims + etth1_target_claims(rows), series
+
+
+def _subset_claims(ds: str, h: int, lb: int, rs: list[dict], s_series: dict) -> list[str]:
+    """MSE vs S (into `s_series`) and whether an intermediate S beats S = 1 and S = D."""
+    by_s = {r["S"]: r["test/mse"] for r in rs}
+    row_s = {r["S"]: r for r in rs}
+    if len(by_s) <= 1:
+        return []
+    s_sorted = sorted(by_s)
+    base = by_s.get(1, by_s[s_sorted[0]])  # relative, so datasets share an axis
+    s_series[f"{ds} H={h} L={lb}"] = (s_sorted, [by_s[s] / base for s in s_sorted])
+    d = rs[0]["D"]
+    # compare like with like: only S with as many seeds as S = 1 and S = D
+    n_ref = {_n_seeds(row_s[x]) for x in (1, d) if x in row_s}
+    inter = {s: v for s, v in by_s.items() if 1 < s < d and {_n_seeds(row_s[s])} == n_ref}
+    fewer = sorted(s for s in by_s if 1 < s < d and s not in inter)
+    if not (1 in by_s and d in by_s and inter):
+        return []
+    best = min(inter, key=inter.get)
+    ok = inter[best] < min(by_s[1], by_s[d])
+    sds = [row_s[x]["test/mse_sd"] for x in (1, best, d)]
+    spread = (
+        f"; seed s.d. of test MSE up to {max(v for v in sds if v is not None):.4f}"
+        if any(v is not None for v in sds)
+        else ""
+    )
+    left_out = f" (S = {', '.join(map(str, fewer))} left out: fewer seeds)." if fewer else "."
+    return [
+        f"- {ds}, L={lb}, H={h}: best intermediate S = {best} has test MSE "
+        f"{inter[best]:.4f} vs S = 1 {by_s[1]:.4f} and S = D {by_s[d]:.4f}"
+        f"{_seeds(row_s[best])}{spread}: "
+        f"**{'beats both' if ok else 'does not beat both'}**" + left_out
+    ]
+
+
+def _partition_claims(ds: str, h: int, lb: int, rs: list[dict], ni_series: dict) -> list[str]:
+    """Test MSE vs the number of partitions N_I averaged (into `ni_series`), per run."""
+    claims = []
+    for r in rs:
+        ni = sorted(
+            (int(m.group(1)), v)
+            for k, v in r.items()
+            if (m := re.fullmatch(r"test_ni(\d+)/mse", k))
+        )
+        if ni and r["model"].startswith("PMformer"):
+            ni_series[f"{ds} H={h} {r['model']}"] = ([n for n, _ in ni], [v for _, v in ni])
+            if len(ni) > 1:
                 claims.append(
-                    f"- {ds}, L={lb}, H={h}: best intermediate S = {best} has test MSE "
-                    f"{inter[best]:.4f} vs S = 1 {by_s[1]:.4f} and S = D {by_s[d]:.4f}"
-                    f"{_seeds(row_s[best])}{spread}: "
-                    f"**{'beats both' if ok else 'does not beat both'}**"
-                    + (
-                        f" (S = {', '.join(map(str, fewer))} left out: fewer seeds)."
-                        if fewer
-                        else "."
-                    )
+                    f"- {ds}, L={lb}, H={h}, {r['model']}: test MSE with N_I = {ni[0][0]} "
+                    f"partitions {ni[0][1]:.4f}, best {min(v for _, v in ni):.4f} "
+                    f"(N_I = {min(ni, key=lambda t: t[1])[0]}), N_I = {ni[-1][0]}: "
+                    f"{ni[-1][1]:.4f}{_seeds(r, f'test_ni{ni[0][0]}/mse')}."
                 )
-        for r in rs:
-            ni = sorted(
-                (int(m.group(1)), v)
-                for k, v in r.items()
-                if (m := re.fullmatch(r"test_ni(\d+)/mse", k))
+    return claims
+
+
+def _drop_claims(ds: str, h: int, lb: int, rs: list[dict], drop_series: dict) -> list[str]:
+    """MSE increase vs feature-drop rate (into `drop_series`) of the best PMformer and
+    S = D, and at how many rates PMformer degrades less."""
+    d = rs[0]["D"]
+    dropped = [r for r in rs if any(k.startswith("test_drop") for k in r)]
+    for r in [_best_partial(dropped), next((r for r in dropped if r["S"] == d), None)]:
+        if r is None:
+            continue
+        # increase on identical targets: the observed features' MSE with all D inputs
+        # (ref_mse) as the baseline, else (older runs) the all-feature test MSE
+        dr = sorted(
+            (
+                int(m.group(1)) / 100,
+                v - r.get(f"test_drop{m.group(1)}/ref_mse", r["test/mse"]),
             )
-            if ni and r["model"].startswith("PMformer"):
-                ni_series[f"{ds} H={h} {r['model']}"] = ([n for n, _ in ni], [v for _, v in ni])
-                if len(ni) > 1:
-                    claims.append(
-                        f"- {ds}, L={lb}, H={h}, {r['model']}: test MSE with N_I = {ni[0][0]} "
-                        f"partitions {ni[0][1]:.4f}, best {min(v for _, v in ni):.4f} "
-                        f"(N_I = {min(ni, key=lambda t: t[1])[0]}), N_I = {ni[-1][0]}: "
-                        f"{ni[-1][1]:.4f}{_seeds(r, f'test_ni{ni[0][0]}/mse')}."
-                    )
-        d = rs[0]["D"]
-        dropped = [r for r in rs if any(k.startswith("test_drop") for k in r)]
-        for r in [_best_partial(dropped), next((r for r in dropped if r["S"] == d), None)]:
-            if r is None:
-                continue
-            # increase on identical targets: the observed features' MSE with all D inputs
-            # (ref_mse) as the baseline, else (older runs) the all-feature test MSE
-            dr = sorted(
-                (
-                    int(m.group(1)) / 100,
-                    v - r.get(f"test_drop{m.group(1)}/ref_mse", r["test/mse"]),
-                )
-                for k, v in r.items()
-                if (m := re.fullmatch(r"test_drop(\d+)/mse", k))
+            for k, v in r.items()
+            if (m := re.fullmatch(r"test_drop(\d+)/mse", k))
+        )
+        if dr:
+            drop_series[f"{ds} H={h} {r['model']}"] = (
+                [0.0] + [x for x, _ in dr],
+                [0.0] + [y for _, y in dr],
             )
-            if dr:
-                drop_series[f"{ds} H={h} {r['model']}"] = (
-                    [0.0] + [x for x, _ in dr],
-                    [0.0] + [y for _, y in dr],
-                )
-        part = _best_partial(dropped)
-        full = next((r for r in dropped if r["S"] == d), None)
-        if part and full:
-            pk = f"{ds} H={h} {part['model']}"
-            fk = f"{ds} H={h} {full['model']}"
-            if pk in drop_series and fk in drop_series:
-                p_inc, f_inc = drop_series[pk][1][1:], drop_series[fk][1][1:]
-                rates = drop_series[pk][0][1:]
-                wins = sum(a < b for a, b in zip(p_inc, f_inc))
-                detail = ", ".join(
-                    f"{x:.1f}: {a:+.4f} vs {b:+.4f}" for x, a, b in zip(rates, p_inc, f_inc)
-                )
-                claims.append(
-                    f"- {ds}, L={lb}, H={h}: MSE increase under feature drop, "
-                    f"{part['model']} vs S = D (rate: PMformer vs S = D): {detail}; "
-                    f"PMformer degrades less at "
-                    f"**{wins} of {len(rates)}** rates."
-                )
-    claims += etth1_target_claims(rows)
-    if probes:
-        md += probe_table(runs)
-    if claims:
-        md += ["#### Claims, checked on these runs", ""] + claims + [""]
-    made = {
-        "mse_vs_S.png": _plot(
-            os.path.join(out, "mse_vs_S.png"),
-            s_series,
-            "subset size S",
-            "test MSE / MSE at S = 1",
-            "MSE vs S, relative to S = 1 (S = D is the right end)",
-        ),
-        "mse_vs_NI.png": _plot(
-            os.path.join(out, "mse_vs_NI.png"),
-            ni_series,
-            "N_I (partitions averaged)",
-            "test MSE",
-            "MSE vs N_I",
-            logx=True,
-        ),
-        "drop.png": _plot(
-            os.path.join(out, "drop.png"),
-            drop_series,
-            "feature-drop rate",
-            "test MSE increase",
-            "MSE increase vs drop rate",
-        ),
-    }
-    figs = [f for f, ok in made.items() if ok]
-    if figs:
-        md += ["#### Figures", ""] + [f"![{f}](figures/{f})" for f in figs] + [""]
-    md += ["#### Runs", ""]
+    part = _best_partial(dropped)
+    full = next((r for r in dropped if r["S"] == d), None)
+    if not (part and full):
+        return []
+    pk = f"{ds} H={h} {part['model']}"
+    fk = f"{ds} H={h} {full['model']}"
+    if pk not in drop_series or fk not in drop_series:
+        return []
+    p_inc, f_inc = drop_series[pk][1][1:], drop_series[fk][1][1:]
+    rates = drop_series[pk][0][1:]
+    wins = sum(a < b for a, b in zip(p_inc, f_inc))
+    detail = ", ".join(f"{x:.1f}: {a:+.4f} vs {b:+.4f}" for x, a, b in zip(rates, p_inc, f_inc))
+    return [
+        f"- {ds}, L={lb}, H={h}: MSE increase under feature drop, "
+        f"{part['model']} vs S = D (rate: PMformer vs S = D): {detail}; "
+        f"PMformer degrades less at "
+        f"**{wins} of {len(rates)}** rates."
+    ]
+
+
+def _runs_md(runs: list[dict]) -> list[str]:
+    """The Runs section: one table row per run."""
+    md = ["#### Runs", ""]
     md += [
         "*params*: the parameters the test numbers come from (best @ step = the "
         "best-validation checkpoint); *last test MSE*: the test MSE at the run's last "
@@ -522,13 +541,11 @@ def build(rows: list[dict], out: str, probes: bool = True) -> str:
             for r in runs
         ],
     )
-    text = "\n".join(md) + "\n"
-    with open(os.path.join(out, "report.md"), "w") as f:
-        f.write(text)
-    return text
+    return md
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """CLI: the report of the runs under --runs (module docstring)."""
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--runs", action="append", required=True, help="a folder of runs (repeat)")
     p.add_argument("--out", default="runs/pmformer_report")

@@ -21,7 +21,6 @@ Metrics: '<term>/<kernel path>' per kernel and '<term>/hidden', '<term>/readout'
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -30,9 +29,10 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
+from framework import evaluators
 from framework.config import ConfigError
 from framework.trainer import initial_params
-from models import transformer
+from models import layers, transformer
 from optim import path_str
 
 TERMS = ("alpha", "omega", "u")
@@ -52,14 +52,14 @@ def _dense_layers(model: nnx.Module) -> dict[str, Any]:
     """path -> ScaledEinsum for every hidden and readout kernel."""
     out = {}
     for path, node in nnx.iter_graph(model):
-        if isinstance(node, transformer.ScaledEinsum):
+        if isinstance(node, layers.ScaledEinsum):
             out[path_str(path)] = node
     return out
 
 
 def _captured_inputs(model: nnx.Module, tokens: jax.Array) -> dict[str, jax.Array]:
     """kernel path -> the input that kernel saw in one forward pass of `model`."""
-    with transformer.capture_dense_inputs():
+    with layers.capture_dense_inputs():
         _, inter = nnx.capture(model, nnx.Intermediate)(tokens)
     suffix = "/inputs/0"
     return {
@@ -92,28 +92,19 @@ def alignment_ratios(model_t: nnx.Module, model_0: nnx.Module, tokens: jax.Array
     return out
 
 
-class Evaluator:
+class Evaluator(evaluators.EvaluatorBase):
     """Logs the alignment ratios of the current params against those at init."""
 
     def __init__(
-        self,
-        name: str,
-        cfg: ml_collections.ConfigDict,
-        task: Any,
-        *,
-        mesh: jax.sharding.Mesh,
-        params_sharding: Any,
-        merge: Callable[[Any], Any],
-        train_batch_size: int,
-    ):
+        self, name: str, cfg: ml_collections.ConfigDict, task: Any, ctx: evaluators.EvalContext
+    ) -> None:
         model_cfg = getattr(task, "model_config", None)
         if not isinstance(model_cfg, transformer.TransformerConfig) or model_cfg.scan_layers:
             raise ConfigError(
                 f"evals.{name}: alignment probes need the Transformer with model.scan_layers=False."
             )
-        self.name = name
-        split = cfg.get("split", "val")
-        batch_size = int(cfg.get("batch_size", 0)) or train_batch_size
+        super().__init__(name, cfg, task, ctx)
+        split, batch_size, merge = cfg.get("split", "val"), self.batch_size, ctx.merge
         batch = next(
             iter(task.eval_batches(split, batch_size=batch_size, shard_index=0, shard_count=1)),
             None,
@@ -138,8 +129,7 @@ class Evaluator:
                         )
             return metrics
 
-        self._ratios = jax.jit(ratios)
-        del mesh, params_sharding  # one probe batch, replicated
+        self._ratios = jax.jit(ratios)  # one probe batch, replicated
 
     def __call__(self, params: Any) -> dict[str, float]:
         """The ratios for `params` (NaN where nothing changed yet)."""

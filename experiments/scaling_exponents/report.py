@@ -31,7 +31,16 @@ from typing import Any
 
 import numpy as np
 
-from experiments.report_utils import md_table, pyplot, read_json, read_metrics, update_readme
+from experiments.report_utils import (
+    md_table,
+    ordered,
+    read_sweep,
+    sweep_points,
+    update_readme,
+    write_report_md,
+)
+from experiments.scaling_exponents import figures, grid
+from framework import files
 
 FIGURES = ("transfer.png", "optimal_lr.png", "alignment.png", "epsilon.png")
 CONSTANTS_DIR, TUNED_DIR = "constants", "tuned"  # the pipeline's later sweeps (run.py)
@@ -40,20 +49,13 @@ TRANSFER_SLOPE = 0.25  # |residual slope of the optimal base LR| below this: "tr
 EPS_MARGIN = 0.02  # loss gap that counts as "fixed eps hurts" at the largest width
 
 
-def _config_module() -> Any:
-    from configs import scaling_exponents
-
-    return scaling_exponents
-
-
 def study_exponents(study: str, variant: str = "cpu") -> dict[str, Any]:
     """The study's settings and its hidden-layer LR exponents: 'used' (what its runs
     apply), 'full' and 'none' (the solver's, for each alignment assumption)."""
     from optim import parameterization as pz
 
-    se = _config_module()
-    s = dict(se.DEFAULTS) | {"variant": variant} | se.STUDIES[study.removesuffix("_tuned")]
-    solver = se.SOLVER[s["optimizer"]]
+    s = dict(grid.DEFAULTS) | {"variant": variant} | grid.STUDIES[study.removesuffix("_tuned")]
+    solver = grid.SOLVER[s["optimizer"]]
     full = pz.lr_exponents(s["param"], solver, "full")["hidden"]
     none = pz.lr_exponents(s["param"], solver, "none")["hidden"]
     used = 0.0 if s["lr_scaling"] == "global" else {"full": full, "none": none}[s["alignment"]]
@@ -62,22 +64,17 @@ def study_exponents(study: str, variant: str = "cpu") -> dict[str, Any]:
 
 def _point_args(manifest: dict, point: dict) -> Any:
     """A point's config-file arguments: the sweep's argument, then the point's 'arg:' keys."""
-    se = _config_module()
     items = [x for x in str(manifest.get("arg") or "").split(",") if x.strip()]
     items += [f"{k[4:]}={v}" for k, v in point.items() if k.startswith("arg:")]
-    return se.parse_args(",".join(items))
+    return grid.parse_args(",".join(items))
 
 
 def load_runs(workdir: str, study: str | None = None) -> list[dict[str, Any]]:
     """One row per sweep point: study (or `study`), width, lr, LR constants, status,
     losses and final probes."""
-    manifest_path = os.path.join(workdir, "sweep.json")
-    if not os.path.exists(manifest_path):
-        raise SystemExit(f"{workdir} holds no sweep.json; run the sweep there first.")
-    manifest = read_json(manifest_path)
+    manifest = read_sweep(workdir)
     rows = []
-    for name, point in manifest["points"].items():
-        run_dir = os.path.join(workdir, name)
+    for name, point, run_dir, result in sweep_points(workdir, manifest):
         a = _point_args(manifest, point)
         row: dict[str, Any] = {
             "name": name,
@@ -95,9 +92,7 @@ def load_runs(workdir: str, study: str | None = None) -> list[dict[str, Any]]:
         for term in ("alpha", "omega", "u"):
             for kind in ("hidden", "readout"):
                 row[f"{term}_{kind}"] = math.nan
-        result_path = os.path.join(run_dir, "result.json")
-        if os.path.exists(result_path):
-            result = read_json(result_path)
+        if result is not None:
             row["status"] = result["status"]
             row["init_loss"] = float(result.get("first_loss") or math.nan)
             ev = result.get("eval") or {}
@@ -130,9 +125,9 @@ def best_constants(rows: list[dict]) -> tuple[float, float]:
 
 def constants_table(rows: list[dict]) -> list[list[Any]]:
     """Rows of c_emb with the final loss at each c_readout (columns sorted)."""
-    readouts = sorted(_ordered(rows, "c_readout"))
+    readouts = sorted(ordered(rows, "c_readout"))
     out = []
-    for c_emb in sorted(_ordered(rows, "c_emb")):
+    for c_emb in sorted(ordered(rows, "c_emb")):
         cells = []
         for c_r in readouts:
             match = [r["final_loss"] for r in rows if r["c_emb"] == c_emb and r["c_readout"] == c_r]
@@ -149,10 +144,6 @@ def _hidden_grad_rms(metrics: dict[str, float]) -> float:
         if k.startswith("grad_rms/blocks/") and k.endswith("/kernel") and v and v > 0
     ]
     return float(np.exp(np.mean(np.log(vals)))) if vals else math.nan
-
-
-def _ordered(rows: list[dict], key: str) -> list:
-    return list(dict.fromkeys(r[key] for r in rows))
 
 
 def optimum(lrs: Sequence[float], losses: Sequence[float]) -> tuple[float, float, bool]:
@@ -193,13 +184,12 @@ def fit_slope(widths: Sequence[float], lrs: Sequence[float]) -> float:
 
 def optimal_lr_table(rows: list[dict], variant: str = "cpu") -> dict[str, dict[str, Any]]:
     """study -> per-width optima, the fitted slopes and the predicted exponents."""
-    se = _config_module()
-    base = se.RUN[variant]["base"]
+    base = grid.RUN[variant]["base"]
     out = {}
-    for study in _ordered(rows, "study"):
+    for study in ordered(rows, "study"):
         ex = study_exponents(study, variant)
         per_width = {}
-        for width in sorted(_ordered(rows, "width")):
+        for width in sorted(ordered(rows, "width")):
             group = [r for r in rows if r["study"] == study and r["width"] == width]
             if not group or any(r["status"] not in ("done", "diverged") for r in group):
                 continue
@@ -216,213 +206,6 @@ def optimal_lr_table(rows: list[dict], variant: str = "cpu") -> dict[str, dict[s
             **ex,
         )
     return out
-
-
-def plot_transfer(rows: list[dict], path: str) -> None:
-    """Final eval loss vs base LR, a line per width, a panel per study."""
-    plt = pyplot()
-    studies, widths = _ordered(rows, "study"), sorted(_ordered(rows, "width"))
-    cols = min(4, len(studies))
-    nrows = math.ceil(len(studies) / cols)
-    fig, axes = plt.subplots(nrows, cols, figsize=(3.8 * cols, 3.1 * nrows), squeeze=False)
-    colors = plt.cm.viridis(np.linspace(0.0, 0.9, len(widths)))
-    finite = [r["final_loss"] for r in rows if math.isfinite(r["final_loss"])]
-    init = [r["init_loss"] for r in rows if math.isfinite(r["init_loss"])]
-    top = min(max(init), np.percentile(finite, 90) + 0.5) if finite and init else 6.0
-    for ax, study in zip(axes.flat, studies, strict=False):
-        for width, color in zip(widths, colors, strict=True):
-            group = sorted(
-                (
-                    r
-                    for r in rows
-                    if r["study"] == study
-                    and r["width"] == width
-                    and r["status"] != "pending"
-                    and r["status"] != "failed"
-                ),
-                key=lambda r: r["lr"],
-            )
-            ok = [r for r in group if math.isfinite(r["final_loss"])]
-            if ok:
-                ys = [min(r["final_loss"], top) for r in ok]
-                ax.plot([r["lr"] for r in ok], ys, "o-", color=color, ms=3, label=f"n={width}")
-            bad = [r["lr"] for r in group if not math.isfinite(r["final_loss"])]
-            if bad:
-                ax.plot(bad, [top] * len(bad), "x", color=color, ms=7)
-        ax.set_xscale("log", base=2)
-        ax.set_title(study, fontsize=10)
-        ax.set_xlabel("base learning rate")
-        ax.set_ylabel("final eval loss")
-        ax.grid(alpha=0.3)
-        if finite:
-            ax.set_ylim(min(finite) - 0.05, top + 0.05)
-    for ax in list(axes.flat)[len(studies) :]:
-        ax.axis("off")
-    axes.flat[0].legend(fontsize=7)
-    fig.suptitle("transfer: final eval loss vs base LR (x: diverged, drawn at the top)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def plot_optimal_lr(table: dict, path: str) -> None:
-    """Optimal hidden-layer LR vs width per study, with its fit and the predictions."""
-    plt = pyplot()
-    studies = list(table)
-    cols = min(4, len(studies))
-    nrows = math.ceil(len(studies) / cols)
-    fig, axes = plt.subplots(nrows, cols, figsize=(3.8 * cols, 3.1 * nrows), squeeze=False)
-    for ax, study in zip(axes.flat, studies, strict=False):
-        t = table[study]
-        pts = sorted(t["per_width"].items())
-        if not pts:
-            ax.set_title(f"{study}: no finished width", fontsize=9)
-            ax.axis("off")
-            continue
-        ws = np.array([w for w, _ in pts], float)
-        ys = np.array([v["hidden_lr"] for _, v in pts])
-        edge = np.array([v["edge"] for _, v in pts])
-        ax.plot(ws[~edge], ys[~edge], "o", color="C0", label="optimum")
-        ax.plot(ws[edge], ys[edge], "x", color="C3", label="on grid edge")
-        ok = ~edge & np.isfinite(ys)
-        if ok.sum() >= 2 and math.isfinite(t["slope"]):
-            w0, y0 = ws[ok][0], ys[ok][0]
-            anchor = np.exp(np.mean(np.log(ys[ok]))) / np.exp(
-                np.mean(t["slope"] * np.log(ws[ok] / w0))
-            )
-            ax.plot(
-                ws,
-                anchor * (ws / w0) ** t["slope"],
-                "-",
-                color="C0",
-                lw=1,
-                label=f"fit {t['slope']:+.2f}",
-            )
-            for key, style in (("full", "--"), ("none", ":")):
-                pred = -t[key]
-                ax.plot(
-                    ws,
-                    y0 * (ws / w0) ** pred,
-                    style,
-                    color="gray",
-                    lw=1,
-                    label=f"{key} alignment {pred:+.2f}",
-                )
-        ax.set_xscale("log", base=2)
-        ax.set_yscale("log", base=2)
-        ax.set_title(study, fontsize=10)
-        ax.set_xlabel("width n")
-        ax.set_ylabel("optimal hidden-layer LR")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=6)
-    for ax in list(axes.flat)[len(studies) :]:
-        ax.axis("off")
-    fig.suptitle("optimal hidden-layer LR vs width: fitted slope vs predicted exponents")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def alignment_curves(rows: list[dict], study: str, table: dict) -> dict:
-    """width -> [(step, {term_kind: value})] for the study's best-LR run of each width."""
-    out = {}
-    for width, v in sorted(table.get(study, {}).get("per_width", {}).items()):
-        group = [r for r in rows if r["study"] == study and r["width"] == width]
-        finite = [r for r in group if math.isfinite(r["final_loss"])]
-        if not finite:
-            continue
-        best = min(finite, key=lambda r: r["final_loss"])
-        curve = []
-        for m in read_metrics(best["dir"]):
-            if m.get("split") == "align":
-                curve.append(
-                    (
-                        m["step"],
-                        {
-                            f"{t}_{k}": m.get(f"{t}/{k}", math.nan)
-                            for t in ("alpha", "omega", "u")
-                            for k in ("hidden", "readout")
-                        },
-                    )
-                )
-        out[width] = curve
-        del v
-    return out
-
-
-def plot_alignment(curves: dict, study: str, path: str) -> None:
-    """alpha, omega, u vs step (hidden, readout), a line per width."""
-    plt = pyplot()
-    fig, axes = plt.subplots(2, 3, figsize=(11, 5.6), squeeze=False)
-    colors = plt.cm.viridis(np.linspace(0.0, 0.9, max(1, len(curves))))
-    for i, kind in enumerate(("hidden", "readout")):
-        for j, term in enumerate(("alpha", "omega", "u")):
-            ax = axes[i, j]
-            for (width, curve), color in zip(sorted(curves.items()), colors, strict=False):
-                if curve:
-                    steps = [s for s, _ in curve]
-                    ax.plot(
-                        steps,
-                        [v[f"{term}_{kind}"] for _, v in curve],
-                        "o-",
-                        ms=3,
-                        color=color,
-                        label=f"n={width}",
-                    )
-            for level in (0.5, 1.0):
-                ax.axhline(level, color="gray", lw=0.8, ls=":")
-            ax.set_title(f"{term} ({kind})", fontsize=10)
-            ax.set_xlabel("step")
-            ax.set_ylim(0.3, 1.1)
-            ax.grid(alpha=0.3)
-    if axes[0, 0].get_legend_handles_labels()[0]:
-        axes[0, 0].legend(fontsize=7)
-    fig.suptitle(f"log-alignment ratios vs step ({study}, best LR per width; 1/2 none, 1 full)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-EPS_STUDIES = ("mean_field", "eps_fixed", "eps_scaled", "atan2")
-
-
-def plot_epsilon(rows: list[dict], table: dict, eps: float, path: str) -> None:
-    """Left: best loss vs width per eps treatment; right: hidden gradient RMS vs eps."""
-    plt = pyplot()
-    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(10, 3.8))
-    for study in EPS_STUDIES:
-        if study not in table:
-            continue
-        pts = sorted((w, v["loss"]) for w, v in table[study]["per_width"].items())
-        if pts:
-            ax0.plot(*zip(*pts), "o-", label=study)
-    ax0.set_xscale("log", base=2)
-    ax0.set_xlabel("width n")
-    ax0.set_ylabel("best final eval loss (over base LRs)")
-    ax0.grid(alpha=0.3)
-    if ax0.get_legend_handles_labels()[0]:
-        ax0.legend(fontsize=8)
-    fixed = [r for r in rows if r["study"] == "eps_fixed" and math.isfinite(r["grad_rms_hidden"])]
-    if fixed:
-        widths = sorted(_ordered(fixed, "width"))
-        med = [np.median([r["grad_rms_hidden"] for r in fixed if r["width"] == w]) for w in widths]
-        ax1.plot(widths, med, "o-", label="hidden gradient RMS (eps_fixed, median over LRs)")
-    ref = [r for r in rows if r["study"] == "mean_field" and math.isfinite(r["grad_rms_hidden"])]
-    if ref:
-        widths = sorted(_ordered(ref, "width"))
-        med = [np.median([r["grad_rms_hidden"] for r in ref if r["width"] == w]) for w in widths]
-        ax1.plot(widths, med, "s--", label="same, mean_field with eps 1e-8")
-    ax1.axhline(eps, color="C3", ls=":", label=f"fixed eps = {eps:g}")
-    ax1.set_xscale("log", base=2)
-    ax1.set_yscale("log")
-    ax1.set_xlabel("width n")
-    ax1.set_ylabel("gradient RMS at the end of training")
-    ax1.grid(alpha=0.3)
-    ax1.legend(fontsize=7)
-    fig.suptitle("Adam's epsilon: fixed vs width-scaled vs Adam-atan2 (mean-field)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def _slope_rows(table: dict) -> list[list[Any]]:
@@ -492,7 +275,7 @@ def gradient_slopes(rows: list[dict], variant: str = "cpu") -> dict[str, tuple[f
     out = {}
     for study in ("standard", "ntk", "mup", "mean_field"):
         pts = []
-        for width in sorted(_ordered(rows, "width")):
+        for width in sorted(ordered(rows, "width")):
             vals = [
                 r["grad_rms_hidden"]
                 for r in rows
@@ -527,7 +310,7 @@ def claims(table: dict, rows: list[dict]) -> list[str]:
             f"{median:.4f}, largest {largest:.4f} over {count} (width, LR) points "
             f"(**{same}**, yes = median below {EQUIVALENT_TOL})."
         )
-    widths = sorted(_ordered(rows, "width"))
+    widths = sorted(ordered(rows, "width"))
     if not widths:
         return lines
     top, bottom = widths[-1], widths[0]
@@ -553,11 +336,8 @@ def claims(table: dict, rows: list[dict]) -> list[str]:
                 f"**{_nearer(t)}**."
             )
 
-    def best(study: str, width: int) -> float:
-        return table.get(study, {}).get("per_width", {}).get(width, {}).get("loss", math.nan)
-
     def cmp(a: str, b: str, width: int, text: str) -> None:
-        la, lb = best(a, width), best(b, width)
+        la, lb = _best_loss(table, a, width), _best_loss(table, b, width)
         if math.isfinite(la) and math.isfinite(lb):
             verdict = "yes" if la < lb else "no"
             lines.append(f"- {text} at n={width}: {la:.4f} vs {lb:.4f} (**{verdict}**).")
@@ -571,22 +351,33 @@ def claims(table: dict, rows: list[dict]) -> list[str]:
         top,
         "Per-layer LRs beat one global LR for the standard parameterization (best loss)",
     )
+    return lines + _eps_claims(table, bottom, top)
+
+
+def _best_loss(table: dict, study: str, width: int) -> float:
+    """The study's best final loss at `width` (NaN when it has none)."""
+    return table.get(study, {}).get("per_width", {}).get(width, {}).get("loss", math.nan)
+
+
+def _eps_claims(table: dict, bottom: int, top: int) -> list[str]:
+    """The epsilon comparison's claim lines at the smallest and largest widths."""
+    lines = []
     for width in (bottom, top):
-        vals = {s: best(s, width) for s in EPS_STUDIES}
+        vals = {s: _best_loss(table, s, width) for s in grid.EPS_STUDIES}
         if all(math.isfinite(v) for v in vals.values()):
             lines.append(
                 f"- eps at n={width}: best loss Adam eps 1e-8 {vals['mean_field']:.4f}, fixed "
                 f"eps {vals['eps_fixed']:.4f}, scaled eps {vals['eps_scaled']:.4f}, Adam-atan2 "
                 f"{vals['atan2']:.4f}."
             )
-    slopes = {k: table.get(k, {}).get("base_slope", math.nan) for k in EPS_STUDIES}
+    slopes = {k: table.get(k, {}).get("base_slope", math.nan) for k in grid.EPS_STUDIES}
     if all(math.isfinite(v) for v in slopes.values()):
         lines.append(
             "- Optimal base-LR slope vs width (0 = transfers), mean-field: eps 1e-8 "
             f"{slopes['mean_field']:+.2f}, fixed eps {slopes['eps_fixed']:+.2f}, scaled eps "
             f"{slopes['eps_scaled']:+.2f}, Adam-atan2 {slopes['atan2']:+.2f}."
         )
-    f, s, a = best("eps_fixed", top), best("eps_scaled", top), best("atan2", top)
+    f, s, a = (_best_loss(table, k, top) for k in ("eps_fixed", "eps_scaled", "atan2"))
     if all(math.isfinite(x) for x in (f, s, a)):
         hurt = f - min(s, a) > EPS_MARGIN
         lines.append(
@@ -627,7 +418,6 @@ def alignment_table(rows: list[dict], table: dict) -> list[list[Any]]:
 
 def write_report(workdir: str, out: str, variant: str = "cpu") -> str:
     """Writes report.md, the CSVs and the figures to `out`; returns the markdown."""
-    se = _config_module()
     rows = load_runs(workdir)
     const_rows: list[dict] = []
     if os.path.exists(os.path.join(workdir, CONSTANTS_DIR, "sweep.json")):
@@ -635,22 +425,46 @@ def write_report(workdir: str, out: str, variant: str = "cpu") -> str:
     if os.path.exists(os.path.join(workdir, TUNED_DIR, "sweep.json")):
         rows += load_runs(os.path.join(workdir, TUNED_DIR), study=TUNED_STUDY)
     os.makedirs(out, exist_ok=True)
+    table = optimal_lr_table(rows, variant)
+    _write_csvs(rows, table, out)
+    finished = sum(r["status"] in ("done", "diverged") for r in rows)
+    diverged = sum(r["status"] == "diverged" for r in rows)
+    lines = [f"{finished} of {len(rows)} runs finished ({diverged} diverged).", ""]
+    lines += _tables_md(rows, table)
+    if const_rows:
+        lines += _constants_md(const_rows)
+    lines += ["", "**Claims checked here:**", ""] + claims(table, rows)
+    figures.plot_transfer(rows, os.path.join(out, "transfer.png"))
+    figures.plot_optimal_lr(table, os.path.join(out, "optimal_lr.png"))
+    align_study = "standard" if "standard" in table else next(iter(table), "")
+    figures.plot_alignment(
+        figures.alignment_curves(rows, align_study, table),
+        align_study,
+        os.path.join(out, "alignment.png"),
+    )
+    figures.plot_epsilon(rows, table, grid.EPS_DEMO, os.path.join(out, "epsilon.png"))
+    lines += [""] + [f"![{n}](figures/{n})" for n in FIGURES]
+    return write_report_md(out, lines)
+
+
+def _write_csvs(rows: list[dict], table: dict, out: str) -> None:
+    """runs.csv (one row per point) and optimal_lr.csv (one per study and width)."""
     with open(os.path.join(out, "runs.csv"), "w", newline="") as f:
         keys = list(dict.fromkeys(k for r in rows for k in r))
         w = csv.DictWriter(f, fieldnames=keys)
         w.writeheader()
         w.writerows(rows)
-    table = optimal_lr_table(rows, variant)
     with open(os.path.join(out, "optimal_lr.csv"), "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["study", "width", "optimal_base_lr", "best_loss", "on_edge", "hidden_lr"])
         for study, t in table.items():
             for width, v in sorted(t["per_width"].items()):
                 w.writerow([study, width, v["lr"], v["loss"], v["edge"], v["hidden_lr"]])
-    finished = sum(r["status"] in ("done", "diverged") for r in rows)
-    diverged = sum(r["status"] == "diverged" for r in rows)
-    lines = [f"{finished} of {len(rows)} runs finished ({diverged} diverged).", ""]
-    lines += [
+
+
+def _tables_md(rows: list[dict], table: dict) -> list[str]:
+    """The optimal-LR, best-loss and alignment tables of report.md."""
+    lines = [
         "**Optimal base LR per width** (`*`: on the grid's edge, left out of the fit) and the "
         "fitted log-log slopes; the predicted exponents are the solver's hidden-layer c "
         "(lr_hidden ∝ n^-c) under full and no alignment:",
@@ -672,7 +486,7 @@ def write_report(workdir: str, out: str, variant: str = "cpu") -> str:
         _slope_rows(table),
         digits=2,
     )
-    widths = sorted(_ordered(rows, "width"))
+    widths = sorted(ordered(rows, "width"))
     lines += ["", "**Best final eval loss** (over the base LRs) per width:", ""]
     lines += md_table(
         ["study"] + [f"n={w}" for w in widths],
@@ -687,51 +501,27 @@ def write_report(workdir: str, out: str, variant: str = "cpu") -> str:
         "train as standard and mup do):",
         "",
     ]
-    lines += md_table(
-        [
-            "study",
-            "width",
-            "lr",
-            "α hidden",
-            "ω hidden",
-            "u hidden",
-            "α readout",
-            "ω readout",
-            "u readout",
-        ],
-        alignment_table(rows, table),
-        digits=3,
+    header = ["study", "width", "lr"]
+    header += [f"{t} {kind}" for kind in ("hidden", "readout") for t in ("α", "ω", "u")]
+    return lines + md_table(header, alignment_table(rows, table), digits=3)
+
+
+def _constants_md(const_rows: list[dict]) -> list[str]:
+    """The LR-constants search's paragraph and table."""
+    c_emb, c_readout = best_constants(const_rows)
+    lr = const_rows[0]["lr"]
+    lines = [
+        "",
+        f"**LR constants search** (standard, Adam, width {const_rows[0]['width']}, base LR "
+        f"{lr:.3g}): final eval loss by embedding constant (rows) and readout constant "
+        f"(columns), relative to the hidden layers'; best c_emb = {c_emb:g}, c_readout = "
+        f"{c_readout:g}, run at every width as `{TUNED_STUDY}`:",
+        "",
+    ]
+    readouts = sorted(ordered(const_rows, "c_readout"))
+    return lines + md_table(
+        ["c_emb \\ c_readout"] + [f"{c:g}" for c in readouts], constants_table(const_rows)
     )
-    if const_rows:
-        c_emb, c_readout = best_constants(const_rows)
-        lr = const_rows[0]["lr"]
-        lines += [
-            "",
-            f"**LR constants search** (standard, Adam, width {const_rows[0]['width']}, base LR "
-            f"{lr:.3g}): final eval loss by embedding constant (rows) and readout constant "
-            f"(columns), relative to the hidden layers'; best c_emb = {c_emb:g}, c_readout = "
-            f"{c_readout:g}, run at every width as `{TUNED_STUDY}`:",
-            "",
-        ]
-        readouts = sorted(_ordered(const_rows, "c_readout"))
-        lines += md_table(
-            ["c_emb \\ c_readout"] + [f"{c:g}" for c in readouts], constants_table(const_rows)
-        )
-    lines += ["", "**Claims checked here:**", ""] + claims(table, rows)
-    plot_transfer(rows, os.path.join(out, "transfer.png"))
-    plot_optimal_lr(table, os.path.join(out, "optimal_lr.png"))
-    align_study = "standard" if "standard" in table else next(iter(table), "")
-    plot_alignment(
-        alignment_curves(rows, align_study, table),
-        align_study,
-        os.path.join(out, "alignment.png"),
-    )
-    plot_epsilon(rows, table, se.EPS_DEMO, os.path.join(out, "epsilon.png"))
-    lines += [""] + [f"![{n}](figures/{n})" for n in FIGURES]
-    text = "\n".join(lines) + "\n"
-    with open(os.path.join(out, "report.md"), "w") as f:
-        f.write(text)
-    return text
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -756,7 +546,7 @@ def _variant(workdir: str) -> str:
     path = os.path.join(workdir, "sweep.json")
     if not os.path.exists(path):
         return "cpu"
-    arg = str(read_json(path).get("arg") or "")
+    arg = str(files.read_json(path).get("arg") or "")
     for item in arg.split(","):
         key, _, value = item.partition("=")
         if key.strip() == "variant":

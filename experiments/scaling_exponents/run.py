@@ -25,7 +25,7 @@ import time
 from collections.abc import Sequence
 
 from experiments import reproduction
-from experiments.scaling_exponents import report
+from experiments.scaling_exponents import grid, report
 from framework import config as config_lib, sweep
 
 CONFIG = os.path.join(sweep.REPO, "configs", "scaling_exponents.py")
@@ -33,19 +33,17 @@ CONFIG = os.path.join(sweep.REPO, "configs", "scaling_exponents.py")
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The pipeline of the module docstring."""
-    from configs import scaling_exponents as se
-
     args = reproduction.parse_args(argv, __doc__.split("\n")[0])
     start, base = time.time(), f"variant={args.variant}"
     try:
         reproduction.run_sweep(CONFIG, base, args.workdir, args)
         table = report.optimal_lr_table(report.load_runs(args.workdir), args.variant)
-        base_width = se.RUN[args.variant]["base"]
+        base_width = grid.RUN[args.variant]["base"]
         best = table.get("standard", {}).get("per_width", {}).get(base_width)
         if best is None or not math.isfinite(best["lr"]):
             print("the standard study has no optimum at the base width; skipping constants")
         else:
-            lr = report.grid_lr(best["lr"], se.LRS[args.variant])
+            lr = report.grid_lr(best["lr"], grid.LRS[args.variant])
             const_dir = os.path.join(args.workdir, report.CONSTANTS_DIR)
             reproduction.run_sweep(CONFIG, f"{base},sweep=constants,lr={lr!r}", const_dir, args)
             c_emb, c_readout = report.best_constants(report.load_runs(const_dir))

@@ -25,11 +25,28 @@ from typing import Any
 
 import numpy as np
 
-from experiments.report_utils import md_table, pyplot, read_json, read_metrics, update_readme
+from experiments.report_utils import (
+    LossCurve,
+    PanelLayout,
+    md_table,
+    ordered,
+    plot_loss_vs_lr,
+    pyplot,
+    read_sweep,
+    sweep_points,
+    update_readme,
+    write_report_md,
+)
+from framework import files
+from framework.metrics import read_metrics
 
 FIGURES = ("loss_vs_lr.png", "lr_sensitivity.png", "attn_logits.png", "log_z.png", "grad_rms.png")
 HIGH_LR = 0.1  # the learning rate of the attention-logit and log Z figures (or the nearest)
 HIGH_LR_MIN = 0.03  # the "high-LR gap" diagnostic averages over learning rates >= this
+LOSS_VS_LR_LAYOUT = PanelLayout(
+    max_cols=3, panel_size=(4.2, 3.2), color_stop=0.85, legend_title="size (non-emb.)"
+)
+LOSS_VS_LR_TITLE = "final loss vs learning rate (x: diverged; capped at the initial loss)"
 
 
 def lr_sensitivity(final_losses: Sequence[float], init_loss: float) -> float:
@@ -56,12 +73,8 @@ def load_runs(workdir: str) -> list[dict[str, Any]]:
     """One row per sweep point: size, intervention, lr, status, losses, parameters."""
     from models import transformer
 
-    manifest_path = os.path.join(workdir, "sweep.json")
-    if not os.path.exists(manifest_path):
-        raise SystemExit(f"{workdir} holds no sweep.json; run the sweep there first.")
     rows = []
-    for name, point in read_json(manifest_path)["points"].items():
-        run_dir = os.path.join(workdir, name)
+    for name, point, run_dir, result in sweep_points(workdir, read_sweep(workdir)):
         row: dict[str, Any] = {
             "name": name,
             "size": point["arg:size"],
@@ -73,10 +86,8 @@ def load_runs(workdir: str) -> list[dict[str, Any]]:
             "attn_logit_max": float("nan"),
             "log_z_mean": float("nan"),
         }
-        result_path = os.path.join(run_dir, "result.json")
-        if os.path.exists(result_path):
-            result = read_json(result_path)
-            config = read_json(os.path.join(run_dir, "config.json"))["config"]
+        if result is not None:
+            config = files.read_json(os.path.join(run_dir, "config.json"))["config"]
             model = transformer.TransformerConfig(**config["model"])
             row["non_embedding_params"] = transformer.param_count(model)["non_embedding"]
             row["status"] = result["status"]
@@ -90,15 +101,11 @@ def load_runs(workdir: str) -> list[dict[str, Any]]:
     return rows
 
 
-def _ordered(rows: list[dict], key: str) -> list[str]:
-    return list(dict.fromkeys(r[key] for r in rows))
-
-
 def sensitivity_table(rows: list[dict]) -> dict[tuple[str, str], dict[str, float]]:
     """(size, intervention) -> LR sensitivity, best loss, its LR, and counts."""
     out = {}
-    for size in _ordered(rows, "size"):
-        for inter in _ordered(rows, "intervention"):
+    for size in ordered(rows, "size"):
+        for inter in ordered(rows, "intervention"):
             group = [r for r in rows if r["size"] == size and r["intervention"] == inter]
             finished = [r for r in group if r["status"] in ("done", "diverged")]
             if len(finished) < len(group) or not group:
@@ -122,51 +129,34 @@ def sensitivity_table(rows: list[dict]) -> dict[tuple[str, str], dict[str, float
     return out
 
 
-def plot_loss_vs_lr(rows: list[dict], path: str) -> None:
+def plot_final_loss_vs_lr(rows: list[dict], path: str) -> None:
     """Final loss vs learning rate, a line per size, a panel per intervention."""
-    plt = pyplot()
-    inters, sizes = _ordered(rows, "intervention"), _ordered(rows, "size")
-    cols = min(3, len(inters))
-    nrows = math.ceil(len(inters) / cols)
-    fig, axes = plt.subplots(nrows, cols, figsize=(4.2 * cols, 3.2 * nrows), squeeze=False)
-    colors = plt.cm.viridis(np.linspace(0.0, 0.85, len(sizes)))
+    sizes = ordered(rows, "size")
     finite = [r["final_loss"] for r in rows if math.isfinite(r["final_loss"])]
     init = [r["init_loss"] for r in rows if math.isfinite(r["init_loss"])]
     top = max(init) if init else (max(finite) if finite else 1.0)
-    for ax, inter in zip(axes.flat, inters):
-        for size, color in zip(sizes, colors):
+    panels = {}
+    for inter in ordered(rows, "intervention"):
+        panels[inter] = []
+        for size in sizes:
             group = sorted(
                 (r for r in rows if r["size"] == size and r["intervention"] == inter),
                 key=lambda r: r["lr"],
             )
-            lrs = [r["lr"] for r in group]
-            capped = [min(r["final_loss"], r["init_loss"]) for r in group]
             label = f"{size} ({group[0].get('non_embedding_params', 0) / 1e6:.2f}M)"
-            ax.plot(lrs, capped, "o-", color=color, label=label, ms=3)
-            bad = [(r["lr"], top) for r in group if not math.isfinite(r["final_loss"])]
-            if bad:
-                ax.plot(*zip(*bad), "x", color=color, ms=7)
-        ax.set_xscale("log")
-        ax.set_title(inter, fontsize=10)
-        ax.set_xlabel("learning rate")
-        ax.set_ylabel("final val loss")
-        ax.grid(alpha=0.3)
-        if finite:
-            ax.set_ylim(min(finite) - 0.1, top + 0.1)
-    for ax in list(axes.flat)[len(inters) :]:
-        ax.axis("off")
-    axes.flat[0].legend(fontsize=7, title="size (non-emb.)", title_fontsize=7)
-    fig.suptitle("final loss vs learning rate (x: diverged; capped at the initial loss)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+            capped = [min(r["final_loss"], r["init_loss"]) for r in group]
+            bad = [r["lr"] for r in group if not math.isfinite(r["final_loss"])]
+            panels[inter].append(LossCurve(label, [r["lr"] for r in group], capped, bad))
+    ylim = (min(finite) - 0.1, top + 0.1) if finite else None
+    labels = ("learning rate", "final val loss", LOSS_VS_LR_TITLE)
+    plot_loss_vs_lr(panels, path, top=top, ylim=ylim, labels=labels, layout=LOSS_VS_LR_LAYOUT)
 
 
 def plot_sensitivity(table: dict, rows: list[dict], path: str) -> None:
     """LR sensitivity vs non-embedding parameters, a line per intervention."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
-    for inter in _ordered(rows, "intervention"):
+    for inter in ordered(rows, "intervention"):
         pts = sorted((v["params"], v["sensitivity"]) for (s, i), v in table.items() if i == inter)
         if pts:
             ax.plot(*zip(*pts), "o-", label=inter)
@@ -197,7 +187,7 @@ def plot_pair(
     """`key` vs step for the largest size at HIGH_LR, one line per (intervention, label);
     returns each line's last value."""
     plt = pyplot()
-    size = _ordered(rows, "size")[-1]
+    size = ordered(rows, "size")[-1]
     fig, ax = plt.subplots(figsize=(6, 4))
     last = {}
     lr = float("nan")
@@ -226,7 +216,7 @@ def plot_pair(
 def plot_grad_rms(workdir: str, rows: list[dict], path: str, eps: float = 1e-8) -> None:
     """Gradient RMS of every tensor vs step (baseline, lr nearest 1e-3, each size)."""
     plt = pyplot()
-    sizes = _ordered(rows, "size")
+    sizes = ordered(rows, "size")
     fig, axes = plt.subplots(1, len(sizes), figsize=(3.6 * len(sizes), 3.4), squeeze=False)
     for ax, size in zip(axes.flat, sizes):
         run = _pick(rows, "baseline", size, 1e-3)
@@ -265,8 +255,8 @@ def build(workdir: str, out: str) -> str:
     if not done:
         raise SystemExit(f"no finished runs in {workdir}; run the sweep first.")
     table = sensitivity_table(rows)
-    sizes, inters = _ordered(rows, "size"), _ordered(rows, "intervention")
-    plot_loss_vs_lr(done, os.path.join(out, "loss_vs_lr.png"))
+    sizes, inters = ordered(rows, "size"), ordered(rows, "intervention")
+    plot_final_loss_vs_lr(done, os.path.join(out, "loss_vs_lr.png"))
     plot_sensitivity(table, done, os.path.join(out, "lr_sensitivity.png"))
     logits = plot_pair(
         workdir,
@@ -289,7 +279,22 @@ def build(workdir: str, out: str) -> str:
         f"{len(done)} of {len(rows)} runs finished ({diverged} diverged).",
         "",
     ]
+    md += _tables_md(table, sizes, inters)
+    md += ["**Claims checked here:**", ""]
+    md += claim_lines(table, sizes, logits, log_z)
     md += [
+        "",
+        "![final loss vs LR](figures/loss_vs_lr.png)",
+        "![LR sensitivity vs size](figures/lr_sensitivity.png)",
+        "![attention logits](figures/attn_logits.png) ![log Z](figures/log_z.png)",
+        "![gradient RMS](figures/grad_rms.png)",
+    ]
+    return write_report_md(out, md)
+
+
+def _tables_md(table: dict, sizes: list[str], inters: list[str]) -> list[str]:
+    """The LR-sensitivity, high-LR-gap and best-loss tables of report.md."""
+    md = [
         "**LR sensitivity** (lower is better; mean over the learning rates of",
         "min(loss, initial loss) - best loss):",
         "",
@@ -320,20 +325,7 @@ def build(workdir: str, out: str) -> str:
             cells.append(f"{v['best']:.3f} ({v['best_lr']:g})" if v else "—")
         body.append([size, *cells])
     md += md_table(["size", *inters], body) + [""]
-    md += ["**Claims checked here:**", ""]
-    md += claim_lines(table, sizes, logits, log_z)
-    md += [
-        "",
-        "![final loss vs LR](figures/loss_vs_lr.png)",
-        "![LR sensitivity vs size](figures/lr_sensitivity.png)",
-        "![attention logits](figures/attn_logits.png) ![log Z](figures/log_z.png)",
-        "![gradient RMS](figures/grad_rms.png)",
-        "",
-    ]
-    text = "\n".join(md)
-    with open(os.path.join(out, "report.md"), "w") as f:
-        f.write(text)
-    return text
+    return md
 
 
 def claim_lines(
@@ -399,6 +391,7 @@ def claim_lines(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """CLI: the report of one sweep (module docstring)."""
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--workdir", required=True, help="the sweep's directory")
     p.add_argument("--out", default="", help="default: WORKDIR/report")

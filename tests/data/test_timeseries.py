@@ -94,9 +94,15 @@ def test_windows_are_stride_one_and_the_iterator_resumes():
     np.testing.assert_array_equal(batches[1]["inputs"][0], inputs[3])
     np.testing.assert_array_equal(batches[3]["targets"][0], targets[9])
     strided = timeseries.make_window_dataset(
-        values, lookback=4, horizon=2, batch_size=3, shuffle=False, num_epochs=1,
-        drop_remainder=False, stride=3,
-    )  # fmt: skip
+        values,
+        lookback=4,
+        horizon=2,
+        batch_size=3,
+        shuffle=False,
+        num_epochs=1,
+        drop_remainder=False,
+        stride=3,
+    )
     got = np.concatenate([b["inputs"] for b in strided])
     np.testing.assert_array_equal(got, inputs[[0, 3, 6, 9]])  # every 3rd, the last kept
     train = timeseries.make_window_dataset(values, lookback=4, horizon=2, batch_size=3, seed=1)

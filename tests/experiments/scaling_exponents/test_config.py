@@ -4,6 +4,7 @@ bad arguments are one-line errors, and a tiny run trains with the alignment prob
 import pytest
 
 from configs import scaling_exponents as se
+from experiments.scaling_exponents import grid
 from framework import config as config_lib, trainer
 from optim import parameterization as pz
 
@@ -79,18 +80,18 @@ def test_studies_and_global_lr_scaling():
     # standard + Adam, full alignment: c = (0, 1, 1) -> (1, 1/4, 1/4) at n / 64 = 4.
     assert sorted(per_layer.values()) == pytest.approx([0.25, 0.25, 1.0])
     fixed = se.get_config("study=eps_fixed,width=256")
-    assert fixed.optimizer.eps == se.EPS_DEMO and fixed.optimizer.eps_multipliers == ()
+    assert fixed.optimizer.eps == grid.EPS_DEMO and fixed.optimizer.eps_multipliers == ()
     scaled = se.get_config("study=eps_scaled,width=256").optimizer.eps_multipliers
     # mean-field gradient exponents g = (1, 3/2, 1): eps_l = eps * 4^-g.
     assert sorted(dict(scaled).values()) == pytest.approx([4**-1.5, 4**-1.0, 4**-1.0])
     assert se.get_config("study=atan2").optimizer.name == "adam_atan2"
     # The sweep: every study x width x LR of the variant, each a valid config.
     points = se.get_sweep("variant=tiny")
-    assert len(points) == len(se.VARIANT_STUDIES["tiny"]) * 2 * 2
+    assert len(points) == len(grid.VARIANT_STUDIES["tiny"]) * 2 * 2
     for p in points:
         arg = ",".join(f"{k[4:]}={v}" for k, v in p.items())
         se.get_config(f"variant=tiny,{arg}")
-    assert len(se.get_sweep()) == len(se.STUDIES) * 5 * 8
+    assert len(se.get_sweep()) == len(grid.STUDIES) * 5 * 8
 
 
 def test_paper_variant_has_the_published_size():
@@ -102,4 +103,4 @@ def test_paper_variant_has_the_published_size():
     assert (c.train.batch_size, c.data.seq_len, c.model.vocab_size) == (256, 512, 32_000)
     total = transformer.param_count(transformer.TransformerConfig(**c.model.to_dict()))["total"]
     assert round(total / 1e9, 1) == 26.8
-    assert len(se.get_sweep("variant=paper")) == len(se.STUDIES) * 8 * 12
+    assert len(se.get_sweep("variant=paper")) == len(grid.STUDIES) * 8 * 12

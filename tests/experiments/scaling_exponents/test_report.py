@@ -14,11 +14,10 @@ import sys
 import numpy as np
 import pytest
 
-from configs import scaling_exponents as se
-from experiments.scaling_exponents import report
+from experiments.scaling_exponents import grid, report
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
-MID = float(np.mean(np.log2(se.LRS["cpu"])))  # the middle of the cpu LR grid, in log2
+MID = float(np.mean(np.log2(grid.LRS["cpu"])))  # the middle of the cpu LR grid, in log2
 
 
 def test_optimum_refines_interior_minima_and_flags_edges():
@@ -43,8 +42,8 @@ def _fake_sweep(tmp_path, exponent: float) -> str:
     workdir = tmp_path / "sweep"
     points = {}
     for study in ("standard", "standard_global"):
-        for width in se.WIDTHS["cpu"]:
-            for lr in se.LRS["cpu"]:
+        for width in grid.WIDTHS["cpu"]:
+            for lr in grid.LRS["cpu"]:
                 name = f"study={study}_width={width}_lr={lr}"
                 points[name] = {"arg:study": study, "arg:width": width, "arg:lr": lr}
                 center = MID + exponent * math.log2(width / 64)
@@ -81,7 +80,7 @@ def test_report_recovers_a_known_optimal_lr_slope(tmp_path):
         assert (tmp_path / "out" / name).stat().st_size > 5_000, name
     with open(tmp_path / "out" / "optimal_lr.csv") as f:
         opt = [r for r in csv.DictReader(f) if r["study"] == "standard"]
-    expected = [MID - 0.5 * math.log2(w / 64) for w in se.WIDTHS["cpu"]]
+    expected = [MID - 0.5 * math.log2(w / 64) for w in grid.WIDTHS["cpu"]]
     assert [math.log2(float(r["optimal_base_lr"])) for r in opt] == pytest.approx(expected)
 
 
@@ -95,8 +94,8 @@ def test_tiny_reproduction_end_to_end(tmp_path):
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     with open(workdir / "report" / "runs.csv") as f:
         runs = list(csv.DictReader(f))
-    n = len(se.VARIANT_STUDIES["tiny"]) * len(se.WIDTHS["tiny"]) * len(se.LRS["tiny"])
-    tuned = len(se.TUNED_WIDTHS["tiny"]) * len(se.LRS["tiny"])
+    n = len(grid.VARIANT_STUDIES["tiny"]) * len(grid.WIDTHS["tiny"]) * len(grid.LRS["tiny"])
+    tuned = len(grid.TUNED_WIDTHS["tiny"]) * len(grid.LRS["tiny"])
     # The main sweep, then the study with the searched constants.
     assert len(runs) == n + tuned and all(r["status"] == "done" for r in runs)
     assert sum(r["study"] == report.TUNED_STUDY for r in runs) == tuned
@@ -117,8 +116,8 @@ def test_tiny_reproduction_end_to_end(tmp_path):
 
 
 def test_constants_search_helpers():
-    grid = se.LRS["cpu"]
-    assert report.grid_lr(2.0**-6.2, grid) == 2.0**-6
+    lrs = grid.LRS["cpu"]
+    assert report.grid_lr(2.0**-6.2, lrs) == 2.0**-6
     rows = [
         {"c_emb": ce, "c_readout": cr, "final_loss": loss}
         for ce, cr, loss in [(1.0, 1.0, 2.20), (4.0, 1.0, 2.15), (4.0, 0.25, math.nan)]
