@@ -1,9 +1,12 @@
 """Evaluators named in `config.evals`: each entry's `kind` is a module path
-defining `Evaluator`. This module's own Evaluator averages the task's loss
-metrics over an evaluation split."""
+defining `Evaluator(name, cfg, task, ctx)`, called with the parameters to evaluate
+and returning {metric: float}. `EvalContext` is what the trainer hands every
+evaluator; `EvaluatorBase` reads the common config keys. This module's own
+Evaluator averages the task's loss metrics over an evaluation split."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -17,7 +20,33 @@ from framework.config import ConfigError
 from framework.metrics import accumulate, finalize, reduces_by_max
 
 
-class Evaluator:
+@dataclasses.dataclass(frozen=True)
+class EvalContext:
+    """What the trainer gives every evaluator besides its config and the task."""
+
+    mesh: jax.sharding.Mesh
+    params_sharding: Any  # the parameters' shardings (in_shardings of a jitted eval step)
+    merge: Callable[[Any], Any]  # params (a pure dict) -> the NNX model
+    train_batch_size: int
+
+
+class EvaluatorBase:
+    """The common part of an evaluator: its name, the task, the context, and the
+    config key batch_size (0 = the training batch size)."""
+
+    def __init__(
+        self, name: str, cfg: ml_collections.ConfigDict, task: Any, ctx: EvalContext
+    ) -> None:
+        self.name, self.task, self.ctx = name, task, ctx
+        self.batch_size = int(cfg.get("batch_size", 0)) or ctx.train_batch_size
+        self.batch_sharding = sharding.batch_sharding(ctx.mesh)
+
+    def __call__(self, params: Any) -> dict[str, float]:
+        """Evaluates `params`; returns {metric: value}."""
+        raise NotImplementedError
+
+
+class Evaluator(EvaluatorBase):
     """Mean of task.loss metrics over `split`, weighted by the '_weight' metric
     (maxima, '<name>_max' metrics, take the max).
 
@@ -26,29 +55,19 @@ class Evaluator:
     """
 
     def __init__(
-        self,
-        name: str,
-        cfg: ml_collections.ConfigDict,
-        task: Any,
-        *,
-        mesh: jax.sharding.Mesh,
-        params_sharding: Any,
-        merge: Callable[[Any], Any],
-        train_batch_size: int,
-    ):
-        self.name = name
-        self.task = task
+        self, name: str, cfg: ml_collections.ConfigDict, task: Any, ctx: EvalContext
+    ) -> None:
+        super().__init__(name, cfg, task, ctx)
         self.split = cfg.get("split", "val")
         self.num_batches = int(cfg.get("num_batches", 0))
-        self.batch_size = int(cfg.get("batch_size", 0)) or train_batch_size
-        self.batch_sharding = sharding.batch_sharding(mesh)
+        merge = ctx.merge
 
         def step(params, batch):
             _, metrics = task.loss(merge(params), batch, None)
             weight = metrics.pop("_weight", jnp.ones(()))
             return {k: v if reduces_by_max(k) else v * weight for k, v in metrics.items()}, weight
 
-        self._step = jax.jit(step, in_shardings=(params_sharding, self.batch_sharding))
+        self._step = jax.jit(step, in_shardings=(ctx.params_sharding, self.batch_sharding))
         try:  # fail at start, not at the first evaluation
             first = next(iter(self._batches()), None)
         except ValueError as e:

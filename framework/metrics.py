@@ -7,15 +7,19 @@ writers import TensorFlow, which the pinned stack does not install.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging as py_logging
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import jax
 import numpy as np
+from absl import logging
+
+from framework import files
 
 
 def reduces_by_max(key: str) -> bool:
@@ -97,7 +101,9 @@ def quiet_library_logs() -> None:
     """Hides orbax's and jax's INFO chatter from the progress output."""
     from absl import logging as absl_logging
 
-    absl_logging.get_absl_handler().addFilter(_OwnInfoOnly())
+    handler = absl_logging.get_absl_handler()
+    if not any(isinstance(f, _OwnInfoOnly) for f in handler.filters):
+        handler.addFilter(_OwnInfoOnly())
     absl_logging.set_verbosity(absl_logging.INFO)
 
 
@@ -108,21 +114,14 @@ def _to_float(v) -> float:
 
 def read_metrics(workdir: str) -> list[dict]:
     """Rows of `<workdir>/metrics.jsonl` (empty if none; a line cut by a kill is skipped)."""
-    path = os.path.join(workdir, "metrics.jsonl")
-    if not os.path.exists(path):
-        return []
-    rows = []
-    with open(path) as f:
-        for line in f:
-            try:
-                rows.append(json.loads(line))
-            except ValueError:
-                continue
-    return rows
+    return files.read_jsonl(os.path.join(workdir, "metrics.jsonl"))
 
 
 def truncate_metrics(workdir: str, step: int) -> None:
-    """Drops metrics.jsonl rows after `step` (a resumed run logs those steps again)."""
+    """Keeps the metrics.jsonl rows a run resumed at `step` will not log again: rows of
+    earlier steps and the train row of `step` itself. Evaluations at `step` (due right
+    after its checkpoint, maybe cut off by the interruption) and the end-of-run
+    '<evaluator>@best' rows are dropped; the resumed run logs them again."""
     path = os.path.join(workdir, "metrics.jsonl")
     if not os.path.exists(path):
         return
@@ -131,14 +130,16 @@ def truncate_metrics(workdir: str, step: int) -> None:
     kept = []
     for line in lines:
         try:
-            if json.loads(line)["step"] <= step:
-                kept.append(line)
-        except (ValueError, KeyError):  # a line cut short by a kill
+            row = json.loads(line)
+            split, row_step = row["split"], row["step"]
+        except (ValueError, KeyError, TypeError):  # a line cut short by a kill
             continue
+        if split.endswith("@best"):
+            continue
+        if row_step < step or (row_step == step and split == "train"):
+            kept.append(line)
     if len(kept) != len(lines):
-        with open(path + ".tmp", "w") as f:
-            f.writelines(kept)
-        os.replace(path + ".tmp", path)
+        files.atomic_write_text(path, "".join(kept))
 
 
 def format_duration(seconds: float) -> str:
@@ -202,3 +203,108 @@ def plot_losses(workdir: str, out_name: str = "loss.png") -> str | None:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+class DivergedError(RuntimeError):
+    """The loss or gradient norm became NaN/Inf (args: the step)."""
+
+
+_ROW_KEYS = ("step", "split", "time")
+
+
+class TrainLog:
+    """Host-side train metrics: each step's metrics are fetched one step late (so the
+    host never waits for the step it just dispatched), averaged over log windows,
+    written as rows and printed as the progress line. Raises DivergedError for a step
+    whose metrics say it was not finite.
+
+    `history` (metrics.jsonl rows kept by a resumed run) supplies the run's first loss
+    and its last train window, so a resumed run's result reports the whole run."""
+
+    def __init__(
+        self,
+        writer: MetricWriter,
+        total: int,
+        log_every: int,
+        items_per_step: int,
+        items_name: str,
+        history: list[dict] = (),
+    ):
+        self.writer, self.total, self.log_every = writer, total, log_every
+        self.items_per_step, self.items_name = items_per_step, items_name
+        train = sorted((r for r in history if r.get("split") == "train"), key=lambda r: r["step"])
+        self.first_loss = train[0].get("loss") if train else None
+        self.last: dict[str, float] = (
+            {k: v for k, v in train[-1].items() if k not in _ROW_KEYS} if train else {}
+        )
+        self._window: dict[str, float] = {}
+        self._window_steps = 0
+        self._window_start: float | None = None
+        self._pending: tuple[int, Any] | None = None
+        self.t_start = time.time()
+        self.first_time: float | None = None  # when the first (compiling) step finished
+        self.paused_s = 0.0
+        self.steps = 0
+
+    def push(self, step: int, metrics: Any) -> None:
+        """Takes step `step`'s (device) metrics; handles the previous step's."""
+        self.steps += 1
+        self.flush()
+        self._pending = (step, metrics)
+
+    def flush(self) -> None:
+        """Handles the pending step's metrics now (before a checkpoint or evaluation)."""
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            self._consume(*pending)
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Time spent inside (checkpoints, evaluations) is left out of the speeds."""
+        t0 = time.time()
+        try:
+            yield
+        finally:
+            paused = time.time() - t0
+            self.paused_s += paused
+            if self._window_start is not None:
+                self._window_start += paused
+
+    def steps_per_s(self, end: float) -> float | None:
+        """Training steps per second after the first (compiling) step, pauses excluded."""
+        if self.first_time is None or self.steps <= 1:
+            return None
+        return (self.steps - 1) / (end - self.first_time - self.paused_s)
+
+    def _consume(self, step: int, metrics: Any) -> None:
+        m = {k: float(v) for k, v in jax.device_get(metrics).items()}
+        if not m.pop("finite"):
+            raise DivergedError(step)
+        if self.first_loss is None:
+            self.first_loss = m["loss"]
+        if self._window_start is None:  # the first step includes compilation
+            self._window_start = self.first_time = time.time()
+            self.writer.write(step, "train", m)
+            logging.info(
+                "step %d/%d | loss %.4g | first step took %.1f s (not in the speeds)",
+                step,
+                self.total,
+                m["loss"],
+                self._window_start - self.t_start,
+            )
+            return
+        accumulate(self._window, m)
+        self._window_steps += 1
+        if step % self.log_every == 0 or step == self.total:
+            mean = finalize(self._window, self._window_steps)
+            elapsed = time.time() - self._window_start
+            rate = self._window_steps / elapsed if elapsed > 0 else 0.0
+            self.writer.write(step, "train", mean)
+            logging.info(
+                "%s",
+                progress_line(
+                    step, self.total, mean, rate, rate * self.items_per_step, self.items_name
+                ),
+            )
+            self.last, self._window, self._window_steps = mean, {}, 0
+            self._window_start = time.time()

@@ -2,7 +2,8 @@
 
 `train(config, workdir)` is both what the CLI runs and a library call that
 experiment programs chain. Construction (`Trainer.__init__`) validates and
-builds everything abstractly and writes nothing; `run()` touches the disk.
+builds everything abstractly and writes nothing; `run()` compiles the step,
+takes the workdir's lock (one run per workdir) and only then touches the disk.
 
 The train state is a plain pytree:
   {'step': int32[], 'params': pure dict of the NNX model's Params,
@@ -10,13 +11,17 @@ The train state is a plain pytree:
 so that orbax checkpoints hold readable parameter paths and the jitted step
 is an ordinary function of arrays (the NNX model is rebuilt inside it with
 `nnx.merge`, which costs nothing after tracing).
+
+Resuming (see README "Resuming"): a re-run continues from the newest checkpoint
+that reads back and matches its digests; a finished run returns its result.json
+(warning if the config changed); a finished run whose checkpoints are all gone or
+corrupt is refused rather than retrained over; `run(restart=True)` moves the old
+files aside first.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import signal
 import time
 from typing import Any
 
@@ -25,25 +30,27 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 from absl import logging
 from flax import nnx
-from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec
 
 import optim
 from framework import (
     checkpoint,
     config as config_lib,
+    dry_run,
     early_stopping,
+    evaluators as evaluators_lib,
+    files,
     metrics as metrics_lib,
+    preemption,
     sharding,
+    train_step,
+    workdir as workdir_lib,
 )
-from models import partitioning
 
-
-class DivergedError(RuntimeError):
-    """The loss or gradient norm became NaN/Inf."""
+DivergedError = metrics_lib.DivergedError
+FINISHED = ("done", "early_stopped")  # result.json statuses of a run that needs no more steps
 
 
 class Trainer:
@@ -51,12 +58,35 @@ class Trainer:
 
     def __init__(self, config: ml_collections.ConfigDict, workdir: str):
         config_lib.validate(config)
+        workdir_lib.check_usable(workdir)
         self.config = config
         self.workdir = workdir
-        self.task = config_lib.load_module(config.task, "task").Task(config)
+        self.task = config_lib.load_class(config.task, "Task", "task")(config)
         self.mesh = sharding.make_mesh(config.mesh)
         self.batch_size = config.train.batch_size
+        self._check_batch()
+        self.steps = config_lib.resolve_durations(
+            config, examples_per_epoch=self.task.num_train_examples
+        )
+        self._build_state_functions()
+        ctx = evaluators_lib.EvalContext(
+            mesh=self.mesh,
+            params_sharding=self.state_sharding["params"],
+            merge=self.merge,
+            train_batch_size=self.batch_size,
+        )
+        self.evaluators = {
+            name: config_lib.load_class(ev.kind, "Evaluator", f"evals.{name}.kind")(
+                name, ev, self.task, ctx
+            )
+            for name, ev in config.evals.items()
+        }
+
+    # ---- building -------------------------------------------------------------
+
+    def _check_batch(self) -> None:
         dp = self.mesh.shape["data"] * self.mesh.shape["fsdp"]
+        accum = self.config.train.grad_accum_steps
         if self.batch_size % dp or self.batch_size % jax.process_count():
             raise config_lib.ConfigError(
                 f"train.batch_size={self.batch_size} must be divisible by the data-parallel "
@@ -67,29 +97,11 @@ class Trainer:
                 f"the data-parallel size {dp} (mesh.data x mesh.fsdp) must be a multiple of "
                 f"the process count {jax.process_count()}: each process feeds its own rows."
             )
-        if (self.batch_size // config.train.grad_accum_steps) % dp:
+        if (self.batch_size // accum) % dp:
             raise config_lib.ConfigError(
-                f"each microbatch ({self.batch_size}/{config.train.grad_accum_steps}) must be "
+                f"each microbatch ({self.batch_size}/{accum}) must be "
                 f"divisible by the data-parallel size {dp}."
             )
-        self.steps = config_lib.resolve_durations(
-            config, examples_per_epoch=self.task.num_train_examples
-        )
-        self._build_state_functions()
-        self.evaluators = {
-            name: config_lib.load_module(ev.kind, f"evals.{name}.kind").Evaluator(
-                name,
-                ev,
-                self.task,
-                mesh=self.mesh,
-                params_sharding=self.state_sharding["params"],
-                merge=self.merge,
-                train_batch_size=self.batch_size,
-            )
-            for name, ev in config.evals.items()
-        }
-
-    # ---- building -------------------------------------------------------------
 
     def _build_state_functions(self) -> None:
         config, task = self.config, self.task
@@ -132,15 +144,13 @@ class Trainer:
             self.state_sharding,
         )
         self._init = jax.jit(init, out_shardings=self.state_sharding)
-        # The peak learning rate is an argument of the compiled step, not a constant in
-        # it, so runs that differ only in optimizer.lr (a learning-rate sweep) share one
-        # program through the persistent compilation cache.
         self._lr_sharding = replicated
         self.peak_lr = jax.make_array_from_callback(
             (), replicated, lambda _: np.float32(config.optimizer.lr)
         )
+        step = train_step.TrainStep(config, task, self.merge, self._make_schedule, self.mesh)
         self._step_fn = jax.jit(
-            self._train_step,
+            step,
             in_shardings=(self.state_sharding, self.batch_sharding, replicated),
             out_shardings=(self.state_sharding, replicated),
             donate_argnums=0,
@@ -164,93 +174,7 @@ class Trainer:
         """The NNX model holding `params` (a pure dict)."""
         return nnx.merge(self.graphdef, params)
 
-    def _loss(self, params, batch, rng, step):
-        loss, metrics = self.task.loss(self.merge(params), batch, rng)
-        nan_at = self.config.debug.nan_at_step
-        if nan_at >= 0:  # fault injection, to test the NaN guard end to end
-            loss = loss * jnp.where(step + 1 == nan_at, jnp.nan, 1.0)
-        return loss, metrics
-
-    def _train_step(self, state: dict, batch: dict, peak_lr: jax.Array) -> tuple[dict, dict]:
-        """One optimizer step, with gradient accumulation and a NaN/Inf guard."""
-        with partitioning.activation_sharding(self.mesh, sharding.ACTIVATION_RULES):
-            return self._train_step_body(state, batch, peak_lr)
-
-    def _train_step_body(self, state: dict, batch: dict, peak_lr: jax.Array) -> tuple[dict, dict]:
-        step, params = state["step"], state["params"]
-        rng = jax.random.fold_in(jax.random.wrap_key_data(state["rng"]), step)
-        grad_fn = jax.value_and_grad(self._loss, has_aux=True)
-        accum = self.config.train.grad_accum_steps
-        if accum == 1:
-            (loss, metrics), grads = grad_fn(params, batch, rng, step)
-        else:
-            # Microbatch i takes rows i, i+accum, ... so that every device keeps its own
-            # rows (a contiguous split would move rows between devices every step).
-            micro_sharding = NamedSharding(self.mesh, PartitionSpec(None, sharding.BATCH_AXES))
-
-            def split(x):
-                x = x.reshape(x.shape[0] // accum, accum, *x.shape[1:]).swapaxes(0, 1)
-                return jax.lax.with_sharding_constraint(x, micro_sharding)
-
-            is_max = metrics_lib.reduces_by_max
-
-            def body(carry, xs):
-                # Sum loss, metrics and gradients weighted by each microbatch's '_weight'
-                # (e.g. its unmasked tokens), so the result equals the full-batch mean;
-                # maxima ('<name>_max' metrics) combine by max.
-                i, micro = xs
-                (loss, metrics), grads = grad_fn(params, micro, jax.random.fold_in(rng, i), step)
-                w = metrics.get("_weight", jnp.ones(()))
-                c_loss, c_metrics, c_grads, c_total = carry
-                metrics = {
-                    k: jnp.maximum(c_metrics[k], v) if is_max(k) else c_metrics[k] + v * w
-                    for k, v in metrics.items()
-                }
-                grads = jax.tree.map(lambda a, g: a + g * w, c_grads, grads)
-                return (c_loss + loss * w, metrics, grads, c_total + w), None
-
-            (loss_shape, metric_shapes), grad_shapes = jax.eval_shape(
-                grad_fn, params, batch, rng, step
-            )
-            zeros = (
-                jnp.zeros(loss_shape.shape, loss_shape.dtype),
-                {
-                    k: jnp.full(v.shape, -jnp.inf if is_max(k) else 0.0, v.dtype)
-                    for k, v in metric_shapes.items()
-                },
-                jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), grad_shapes),
-                jnp.zeros(()),
-            )
-            xs = (jnp.arange(accum), jax.tree.map(split, batch))
-            (loss, metrics, grads, total), _ = jax.lax.scan(body, zeros, xs)
-            loss, grads = jax.tree.map(lambda x: x / total, (loss, grads))
-            metrics = metrics_lib.finalize(metrics, total)
-        grad_norm = optax.tree.norm(grads)
-        schedule = self._make_schedule(peak_lr)
-        tx = optim.build_optimizer(self.config.optimizer, schedule, params)
-        updates, opt_state = tx.update(grads, state["opt_state"], params)
-        new_params = optax.apply_updates(params, updates)
-        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
-        keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
-        new_state = {
-            "step": step + 1,
-            "params": keep(new_params, params),
-            "opt_state": keep(opt_state, state["opt_state"]),
-            "rng": state["rng"],
-        }
-        metrics = {k: v for k, v in metrics.items() if not k.startswith("_")}
-        if self.config.train.log_tensor_rms:
-            metrics.update(tensor_rms(grads, updates, schedule(step)))
-        metrics.update(
-            objective=loss,
-            grad_norm=grad_norm,
-            param_norm=optax.tree.norm(new_state["params"]),
-            learning_rate=schedule(step),
-            finite=finite.astype(jnp.float32),
-        )
-        return new_state, metrics
-
-    # ---- running --------------------------------------------------------------
+    # ---- inspecting -------------------------------------------------------------
 
     def describe(self) -> str:
         """A few lines about the run: model size, mesh, durations."""
@@ -289,35 +213,13 @@ class Trainer:
     def compile_step(self) -> Any:
         """Lowers and compiles the train step ahead of time, allocating nothing."""
         lr = jax.ShapeDtypeStruct((), jnp.float32, sharding=self._lr_sharding)
-        compiled = self._step_fn.lower(self.abstract_state, self.abstract_batch(), lr).compile()
-        return compiled
+        return self._step_fn.lower(self.abstract_state, self.abstract_batch(), lr).compile()
 
     def memory_report(self, compiled: Any) -> dict[str, Any]:
         """Compiled per-device memory of the train step, and whether it fits."""
-        stats = compiled.memory_analysis()
-        per_device = (
-            stats.argument_size_in_bytes
-            + stats.output_size_in_bytes
-            + stats.temp_size_in_bytes
-            - stats.alias_size_in_bytes
-        )
-        limit = device_memory_limit()
-        counts = self.task.describe_model()
-        cost = compiled.cost_analysis() or {}
-        return {
-            "mesh": dict(self.mesh.shape),
-            "rules": self.config.mesh.rules,
-            "params": counts.get("params"),
-            "flops_per_step_xla": float(cost.get("flops", float("nan"))),
-            "flops_per_step_model": counts.get("train FLOPs/token", float("nan"))
-            * self.task.items_per_example()
-            * self.batch_size,
-            "argument_bytes": stats.argument_size_in_bytes,
-            "temp_bytes": stats.temp_size_in_bytes,
-            "per_device_bytes": per_device,
-            "device_limit_bytes": limit,
-            "fits": limit is None or per_device <= limit,
-        }
+        return dry_run.memory_report(self, compiled)
+
+    # ---- evaluating a finished run --------------------------------------------
 
     def evaluate_checkpoint(self) -> dict[str, Any]:
         """Runs config.evals on the newest checkpoint without training.
@@ -327,230 +229,258 @@ class Trainer:
         """
         if not os.path.isdir(os.path.join(self.workdir, "checkpoints")):
             raise config_lib.ConfigError(f"{self.workdir} has no checkpoints to evaluate.")
-        ckpt = checkpoint.Checkpointer(self.workdir, keep=self.config.train.keep_checkpoints)
-        try:
-            restored = ckpt.restore_latest(self.abstract_state, iter(self.train_dataset()))
-        finally:
-            ckpt.close()
-        if restored is None:
-            raise config_lib.ConfigError(f"{self.workdir} has no readable checkpoint.")
-        state, step = restored
-        writer = metrics_lib.MetricWriter(self.workdir)
-        results = {}
-        for name, evaluator in self.evaluators.items():
-            results[name] = evaluator(state["params"])
-            writer.write(step, name, results[name])
-            logging.info("eval %s @ %d: %s", name, step, _fmt(results[name]))
-        writer.close()
-        path = os.path.join(self.workdir, "result.json")
-        result = {"status": "evaluated", "step": step, "eval": {}}
-        if os.path.exists(path):
-            with open(path) as f:
-                result = json.load(f)
-        result["eval"] = {**result.get("eval", {}), **results}
-        if jax.process_index() == 0:
-            with open(path, "w") as f:
-                json.dump(result, f, indent=2)
+        with workdir_lib.lock(self.workdir):
+            ckpt = checkpoint.Checkpointer(self.workdir, keep=self.config.train.keep_checkpoints)
+            try:
+                restored = ckpt.restore_latest(self.abstract_state, iter(self.train_dataset()))
+            finally:
+                ckpt.close()
+            if restored is None:
+                raise config_lib.ConfigError(f"{self.workdir} has no readable checkpoint.")
+            state, step = restored
+            writer = metrics_lib.MetricWriter(self.workdir)
+            results = {}
+            for name, evaluator in self.evaluators.items():
+                results[name] = evaluator(state["params"])
+                writer.write(step, name, results[name])
+                logging.info("eval %s @ %d: %s", name, step, _fmt(results[name]))
+            writer.close()
+            path = os.path.join(self.workdir, "result.json")
+            result = files.read_json_or_set_aside(path) or {"status": "evaluated", "step": step}
+            result["eval"] = {**result.get("eval", {}), **results}
+            if jax.process_index() == 0:
+                files.atomic_write_json(path, result)
         return result
 
-    def run(self) -> dict[str, Any]:
+    # ---- training ---------------------------------------------------------------
+
+    def run(self, *, restart: bool = False) -> dict[str, Any]:
         """Trains to the configured length (resuming if possible); returns the result.
 
-        The step is compiled before anything is allocated or written, and a run
-        whose compiled memory exceeds the device's raises ConfigError.
+        The step is compiled before anything is allocated or written; a run whose
+        compiled memory exceeds the device's, or whose workdir another run holds,
+        raises ConfigError. restart=True first moves the workdir's files into
+        `superseded/<time>/` (never deleting them) and starts from step 0.
         """
-        compiled = self.compile_step()
-        report = self.memory_report(compiled)
-        if not report["fits"]:
-            raise config_lib.ConfigError(
-                f"the train step needs {report['per_device_bytes'] / 2**30:.2f} GiB per device "
-                f"but a device has {report['device_limit_bytes'] / 2**30:.2f} GiB; shard "
-                "parameters (mesh.fsdp, mesh.rules=fsdp) or lower train.batch_size "
-                "(train.grad_accum_steps keeps the effective batch)."
-            )
-        self._compiled_step = compiled
+        stop = preemption.StopFlag()
+        try:
+            compiled = self.compile_step()
+            report = self.memory_report(compiled)
+            if not report["fits"]:
+                raise config_lib.ConfigError(dry_run.fit_error(report))
+            self._compiled_step = compiled
+            with workdir_lib.lock(self.workdir):
+                if restart and jax.process_index() == 0:
+                    moved = workdir_lib.move_aside(self.workdir)
+                    if moved:
+                        logging.info("--restart: moved the previous run's files to %s", moved)
+                return self._run_locked(stop)
+        finally:
+            stop.restore()
+
+    def _run_locked(self, stop: preemption.StopFlag) -> dict[str, Any]:
         os.makedirs(self.workdir, exist_ok=True)
+        result_path = os.path.join(self.workdir, "result.json")
+        if jax.process_index() == 0:
+            previous = files.read_json_or_set_aside(result_path)
+        else:
+            previous = files.read_json(result_path, None)
         ckpt = checkpoint.Checkpointer(
             self.workdir,
             keep=self.config.train.keep_checkpoints,
             async_save=self.config.train.async_checkpoints,
         )
+        writer = None
+        try:
+            state, start, data_iter = self._restore(ckpt, previous)
+            stopped_early = previous and previous.get("status") == "early_stopped"
+            if previous and (start >= self.steps["total"] or stopped_early):
+                self._report_finished(start, result_path)
+                return previous
+            if stop.requested:
+                logging.info(
+                    "SIGTERM before training started: nothing was trained (step %d).", start
+                )
+                return self._result("preempted", start, {}, {}, None, time.time(), start or None)
+            if start:
+                self._warn_changed_config(start)
+            history: list[dict] = []
+            if jax.process_index() == 0:
+                config_lib.save_config(self.config, self.steps, self.workdir, start)
+                metrics_lib.truncate_metrics(self.workdir, start)  # steps redone after a resume
+                history = metrics_lib.read_metrics(self.workdir) if start else []
+            logging.info("%s", self.describe())
+            writer = metrics_lib.MetricWriter(self.workdir)
+            result = self._loop(state, start, data_iter, ckpt, writer, stop, history)
+        finally:
+            ckpt.close()
+            if writer is not None:
+                writer.close()
+        if self.config.train.plot_losses:
+            metrics_lib.plot_losses(self.workdir)
+        if jax.process_index() == 0:
+            files.atomic_write_json(result_path, result)
+        return result
+
+    def _restore(self, ckpt: checkpoint.Checkpointer, previous: dict | None) -> tuple:
+        """(state, step, data iterator) from the newest usable checkpoint, or fresh."""
         dataset = self.train_dataset()
         if isinstance(dataset, grain.MapDataset):  # one reader thread, a few batches ahead
             dataset = dataset.to_iter_dataset(
                 grain.ReadOptions(num_threads=1, prefetch_buffer_size=4)
             )
         data_iter = iter(dataset)
+        had_checkpoints = bool(ckpt.all_steps())
         restored = ckpt.restore_latest(self.abstract_state, data_iter)
-        if restored is None:
-            state, start = self._init(), 0
-            data_iter = iter(dataset)  # untouched by any failed restore
+        if restored is not None:
+            logging.info("resumed from checkpoint at step %d", restored[1])
+            return (*restored, data_iter)
+        if previous and previous.get("status") in FINISHED:
+            raise config_lib.ConfigError(
+                f"{self.workdir} holds a finished run (result.json: {previous['status']} at step "
+                f"{previous.get('step')}) but no readable checkpoint; its results are kept. "
+                "Re-run with --restart to train it again (the old files are moved aside)."
+            )
+        if had_checkpoints:
+            logging.warning("no readable checkpoint in %s; starting from scratch.", ckpt.directory)
+        return self._init(), 0, iter(dataset)  # an iterator untouched by any failed restore
+
+    def _report_finished(self, step: int, result_path: str) -> None:
+        changed = config_lib.changed_keys(self.config, self.workdir)
+        if changed:
+            logging.warning(
+                "this workdir holds a finished run (step %d) whose config differs in %s; "
+                "returning its old result from %s. Re-run with --restart to train with "
+                "this config (the old files are moved aside).",
+                step,
+                ", ".join(changed),
+                result_path,
+            )
         else:
-            state, start = restored
-            logging.info("resumed from checkpoint at step %d", start)
-        result_path = os.path.join(self.workdir, "result.json")
-        if os.path.exists(result_path):
-            with open(result_path) as f:
-                previous = json.load(f)
-            if start >= self.steps["total"] or previous.get("status") == "early_stopped":
-                ckpt.close()
-                logging.info("finished at step %d before; see %s", start, result_path)
-                return previous
-        if jax.process_index() == 0:
-            config_lib.save_config(self.config, self.steps, self.workdir, start)
-            metrics_lib.truncate_metrics(self.workdir, start)  # steps redone after a resume
-        logging.info("%s", self.describe())
-        writer = metrics_lib.MetricWriter(self.workdir)
-        stop = _StopFlag()
-        try:
-            result = self._loop(state, start, data_iter, ckpt, writer, stop)
-        finally:
-            stop.restore()
-            ckpt.close()
-            writer.close()
-        if self.config.train.plot_losses:
-            metrics_lib.plot_losses(self.workdir)
-        if jax.process_index() == 0:
-            with open(os.path.join(self.workdir, "result.json"), "w") as f:
-                json.dump(result, f, indent=2)
-        return result
+            logging.info("finished at step %d before; see %s", step, result_path)
 
-    def _loop(self, state, start, data_iter, ckpt, writer, stop) -> dict[str, Any]:
-        total, every = self.steps["total"], self.steps
-        items = self.task.items_per_example() * self.batch_size
-        window: dict[str, float] = {}
-        window_steps, window_start = 0, None
-        last_train: dict[str, float] = {}
-        eval_results: dict[str, dict[str, float]] = {}
-        first_loss = None
-        pending = None
-        status = "done"
-        t_start = time.time()
-        timing = {"first": None, "paused": 0.0, "steps": 0}
+    def _warn_changed_config(self, start: int) -> None:
+        changed = config_lib.changed_keys(self.config, self.workdir)
+        if changed:
+            logging.warning(
+                "resuming at step %d with a config that differs from the saved one in %s; "
+                "the new values apply from here (saved as config.%d.json). Re-run with "
+                "--restart to start over instead.",
+                start,
+                ", ".join(changed),
+                start,
+            )
 
-        def consume(done_step: int, metrics: Any) -> None:
-            """Host-side handling of a finished step's metrics (one step behind)."""
-            nonlocal window_steps, window_start, last_train, first_loss, window
-            m = {k: float(v) for k, v in jax.device_get(metrics).items()}
-            if not m.pop("finite"):
-                raise DivergedError(done_step)
-            if first_loss is None:
-                first_loss = m["loss"]
-            if window_start is None:  # the first step includes compilation
-                window_start = timing["first"] = time.time()
-                writer.write(done_step, "train", m)
-                logging.info(
-                    "step %d/%d | loss %.4g | first step took %.1f s (not in the speeds)",
-                    done_step,
-                    total,
-                    m["loss"],
-                    window_start - t_start,
-                )
-                return
-            metrics_lib.accumulate(window, m)
-            window_steps += 1
-            if done_step % every["log_every"] == 0 or done_step == total:
-                mean = metrics_lib.finalize(window, window_steps)
-                elapsed = time.time() - window_start
-                rate = window_steps / elapsed if elapsed > 0 else 0.0
-                writer.write(done_step, "train", mean)
-                logging.info(
-                    "%s",
-                    metrics_lib.progress_line(
-                        done_step, total, mean, rate, rate * items, self.task.items_name
-                    ),
-                )
-                last_train, window, window_steps = mean, {}, 0
-                window_start = time.time()
-
-        def flush() -> None:
-            nonlocal pending
-            if pending is not None:
-                consume(*pending)
-                pending = None
-
-        def evaluate(step: int) -> bool:
-            """Runs the evaluators; True when early stopping says to stop."""
-            for name, evaluator in self.evaluators.items():
-                result = evaluator(state["params"])
-                eval_results[name] = result
-                writer.write(step, name, result)
-                logging.info("eval %s @ %d: %s", name, step, _fmt(result))
-            writer.flush()
-            return best is not None and best.update(step, eval_results, state["params"])
-
+    def _loop(self, state, start, data_iter, ckpt, writer, stop, history) -> dict[str, Any]:
+        log = metrics_lib.TrainLog(
+            writer,
+            self.steps["total"],
+            self.steps["log_every"],
+            self.task.items_per_example() * self.batch_size,
+            self.task.items_name,
+            history,
+        )
+        evals: dict[str, dict[str, float]] = {}
         tcfg = self.config.train
         best = None
         if tcfg.best_metric:
             best = early_stopping.BestKeeper(
                 self.workdir, tcfg.best_metric, tcfg.best_mode, tcfg.early_stop_patience
             )
-
+        status = "done"
+        if start and self._eval_due(start) and self._evaluate(start, state, evals, writer, best):
+            status = "early_stopped"  # the evaluation the interruption cut off said stop
         try:
-            for step in range(start, total):
-                if stop.should_stop(step, every["log_every"]):
-                    flush()
-                    ckpt.save(step, state, data_iter)
-                    logging.info("SIGTERM: saved a checkpoint at step %d and stopping.", step)
-                    status = "preempted"
-                    break
-                batch = sharding.put_batch(next(data_iter), self.batch_sharding)
-                state, metrics = self._compiled_step(state, batch, self.peak_lr)
-                timing["steps"] += 1
-                flush()
-                pending = (step + 1, metrics)
-                done = step + 1
-                ckpt_due = every["checkpoint_every"] and done % every["checkpoint_every"] == 0
-                eval_due = every["eval_every"] and done % every["eval_every"] == 0 and done < total
-                if ckpt_due or eval_due:
-                    flush()  # never checkpoint a state that has not passed the guard
-                    t_pause = time.time()
-                    if ckpt_due:
-                        ckpt.save(done, state, data_iter)
-                    if eval_due and evaluate(done):
-                        logging.info("early stopping at step %d: %s", done, best.state)
-                        status = "early_stopped"
-                        break
-                    paused = time.time() - t_pause
-                    timing["paused"] += paused
-                    if window_start is not None:  # speeds count training time only
-                        window_start += paused
-            flush()
-            timing["end"] = time.time()
+            if status == "done":
+                state, status = self._train_steps(
+                    state, start, data_iter, ckpt, stop, log, evals, best
+                )
+            log.flush()
         except DivergedError as e:
-            ckpt.wait()
-            good = ckpt.latest_step()
-            where = (
-                f"the last good checkpoint is step {good} in {ckpt.directory} (left intact)"
-                if good is not None
-                else "no checkpoint was written before it"
-            )
-            logging.error("loss or gradient is NaN/Inf at step %d; halting; %s.", e.args[0], where)
-            return self._result(
-                "diverged", int(e.args[0]), last_train, eval_results, first_loss, t_start, good
-            )
+            if best is not None:
+                best.close()
+            return self._diverged(int(e.args[0]), ckpt, log, evals)
+        t_end = time.time()
         final_step = int(jax.device_get(state["step"]))
         if status != "preempted":
             ckpt.save(final_step, state, data_iter)
             if self.evaluators and status == "done":
-                evaluate(final_step)
+                self._evaluate(final_step, state, evals, writer, best)
             self.task.on_train_end(self.merge(state["params"]), self.workdir)
         ckpt.wait()
         result = self._result(
-            status, final_step, last_train, eval_results, first_loss, t_start, ckpt.latest_step()
+            status, final_step, log.last, evals, log.first_loss, log.t_start, ckpt.latest_step()
         )
-        if best is not None and best.state["step"] is not None and status != "preempted":
-            params = best.restore(self.abstract_state["params"])
-            result["best"] = dict(best.state)
-            result["best"]["eval"] = {n: e(params) for n, e in self.evaluators.items()}
-            for name, metrics in result["best"]["eval"].items():
-                writer.write(best.state["step"], f"{name}@best", metrics)
         if best is not None:
+            if best.state["step"] is not None and status != "preempted":
+                result["best"] = self._best_result(best, writer)
             best.close()
-        if timing["first"] is not None and timing["steps"] > 1:  # compilation excluded
-            busy = timing["end"] - timing["first"] - timing["paused"]
-            result["steps_per_s"] = (timing["steps"] - 1) / busy
+        steps_per_s = log.steps_per_s(t_end)
+        if steps_per_s is not None:  # compilation excluded
+            result["steps_per_s"] = steps_per_s
         return result
+
+    def _eval_due(self, step: int) -> bool:
+        every = self.steps["eval_every"]
+        return bool(every) and step % every == 0 and step < self.steps["total"]
+
+    def _train_steps(
+        self, state, start, data_iter, ckpt, stop, log, evals, best
+    ) -> tuple[Any, str]:
+        """Steps from `start` to the end, checkpointing and evaluating when due; returns
+        (state, status) where status is done, early_stopped or preempted (SIGTERM)."""
+        every = self.steps
+        for step in range(start, every["total"]):
+            if stop.should_stop(step, every["log_every"]):
+                log.flush()
+                ckpt.save(step, state, data_iter)
+                logging.info("SIGTERM: saved a checkpoint at step %d and stopping.", step)
+                return state, "preempted"
+            batch = sharding.put_batch(next(data_iter), self.batch_sharding)
+            state, metrics = self._compiled_step(state, batch, self.peak_lr)
+            log.push(step + 1, metrics)
+            done = step + 1
+            ckpt_due = every["checkpoint_every"] and done % every["checkpoint_every"] == 0
+            if ckpt_due or self._eval_due(done):
+                log.flush()  # never checkpoint a state that has not passed the guard
+                with log.paused():
+                    if ckpt_due:
+                        ckpt.save(done, state, data_iter)
+                    if self._eval_due(done) and self._evaluate(
+                        done, state, evals, log.writer, best
+                    ):
+                        logging.info("early stopping at step %d: %s", done, best.state)
+                        return state, "early_stopped"
+        return state, "done"
+
+    def _evaluate(self, step, state, evals, writer, best) -> bool:
+        """Runs the evaluators at `step`; True when early stopping says to stop."""
+        for name, evaluator in self.evaluators.items():
+            evals[name] = evaluator(state["params"])
+            writer.write(step, name, evals[name])
+            logging.info("eval %s @ %d: %s", name, step, _fmt(evals[name]))
+        writer.flush()
+        return best is not None and best.update(step, evals, state["params"])
+
+    def _best_result(self, best: early_stopping.BestKeeper, writer) -> dict[str, Any]:
+        """result.json's 'best': the best evaluation and the evaluators re-run on its params."""
+        params = best.restore(self.abstract_state["params"])
+        out = dict(best.state)
+        out["eval"] = {n: e(params) for n, e in self.evaluators.items()}
+        for name, metrics in out["eval"].items():
+            writer.write(best.state["step"], f"{name}@best", metrics)
+        return out
+
+    def _diverged(self, step, ckpt, log, evals) -> dict[str, Any]:
+        ckpt.wait()
+        good = ckpt.latest_step()
+        where = (
+            f"the last good checkpoint is step {good} in {ckpt.directory} (left intact)"
+            if good is not None
+            else "no checkpoint was written before it"
+        )
+        logging.error("loss or gradient is NaN/Inf at step %d; halting; %s.", step, where)
+        return self._result("diverged", step, log.last, evals, log.first_loss, log.t_start, good)
 
     def _result(self, status, step, train, evals, first_loss, t_start, checkpoint_step):
         """The dict that train() returns and result.json holds."""
@@ -576,73 +506,12 @@ def initial_params(task: Any, key: jax.Array | int) -> dict:
     return nnx.to_pure_dict(nnx.state(model, nnx.Param))
 
 
-def _rms(x: jax.Array) -> jax.Array:
-    return jnp.sqrt(jnp.mean(jnp.square(x.astype(jnp.float32))))
-
-
-def tensor_rms(grads: Any, updates: Any, lr: jax.Array) -> dict[str, jax.Array]:
-    """Per-tensor probes: 'grad_rms/<path>' and 'update_rms/<path>'.
-
-    grad_rms is the RMS of the (accumulated, unclipped) gradient; update_rms is the RMS
-    of the applied update divided by the learning rate of the step (0 when it is 0),
-    i.e. the optimizer's direction per unit LR: about 1 for Adam while the gradient RMS
-    is far above eps, shrinking as it nears eps (Wortsman et al. 2023, Sec. 3.4)."""
-    out = {}
-    safe_lr = jnp.where(lr > 0, lr, 1.0)
-    for (key_path, g), u in zip(
-        jax.tree_util.tree_leaves_with_path(grads), jax.tree.leaves(updates), strict=True
-    ):
-        path = optim.path_str(key_path)
-        out[f"grad_rms/{path}"] = _rms(g)
-        out[f"update_rms/{path}"] = jnp.where(lr > 0, _rms(u) / safe_lr, 0.0)
-    return out
-
-
 def _fmt(metrics: dict[str, float]) -> str:
     return ", ".join(f"{k} {v:.4g}" for k, v in sorted(metrics.items()))
 
 
-class _StopFlag:
-    """Turns SIGTERM into a flag the loop checks between steps."""
-
-    def __init__(self):
-        self.requested = False
-        self._previous = None
-        try:
-            self._previous = signal.signal(signal.SIGTERM, self._handle)
-        except ValueError:  # not in the main thread: no preemption handling
-            self._previous = None
-
-    def _handle(self, signum, frame):
-        self.requested = True
-
-    def should_stop(self, step: int, every: int) -> bool:
-        """Whether to stop before `step`; all processes agree, at multiples of `every`."""
-        if jax.process_count() == 1:
-            return self.requested
-        if step % every:
-            return False
-        flags = multihost_utils.process_allgather(np.asarray(self.requested))
-        return bool(np.any(flags))
-
-    def restore(self) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
-
-
-def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+def train(
+    config: ml_collections.ConfigDict, workdir: str, *, restart: bool = False
+) -> dict[str, Any]:
     """Trains `config` in `workdir` (resuming if it holds a checkpoint); returns the result."""
-    return Trainer(config, workdir).run()
-
-
-def device_memory_limit() -> int | None:
-    """Bytes one local device may use: the accelerator's limit, or RAM / devices on CPU."""
-    device = jax.local_devices()[0]
-    if device.platform != "cpu":
-        stats = device.memory_stats() or {}
-        return stats.get("bytes_limit")
-    try:
-        ram = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError):
-        return None
-    return ram // jax.local_device_count()
+    return Trainer(config, workdir).run(restart=restart)

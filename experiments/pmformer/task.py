@@ -28,7 +28,7 @@ import numpy as np
 from flax import nnx
 
 from data import timeseries
-from framework import config as config_lib, sharding
+from framework import config as config_lib, evaluators, sharding
 from framework.tasks import base
 from models import dlinear, pmformer
 
@@ -339,7 +339,7 @@ class _Settings:
     stride: int
 
 
-class Evaluator:
+class Evaluator(evaluators.EvaluatorBase):
     """MSE/MAE over a split's stride-1 windows, with N_I partitions and feature drop.
 
     Config keys: split ('test'), num_batches (0 = all), batch_size (0 = training
@@ -353,13 +353,14 @@ class Evaluator:
     cost of the missing features on identical targets).
     """
 
-    def __init__(self, name, cfg, task, *, mesh, params_sharding, merge, train_batch_size):
+    def __init__(self, name, cfg, task, ctx: evaluators.EvalContext):
+        super().__init__(name, cfg, task, ctx)
         f = task.config.forecast
-        self.name, self.task = name, task
+        merge = ctx.merge
         self.s = _Settings(
             split=cfg.get("split", "test"),
             num_batches=int(cfg.get("num_batches", 0)),
-            batch_size=int(cfg.get("batch_size", 0)) or train_batch_size,
+            batch_size=self.batch_size,
             num_partitions=int(cfg.get("num_partitions", 0)) or f.num_partitions,
             drop_rate=float(cfg.get("drop_rate", -1.0)),
             seed=int(cfg.get("seed", -1)),
@@ -377,7 +378,6 @@ class Evaluator:
                 f"evals.{name}.drop_rate={self.s.drop_rate} must be in [0, 1)."
             )
         observed = max(1, d - int(round(self.s.drop_rate * d)))
-        self.batch_sharding = sharding.batch_sharding(mesh)
         s = self.s
         # With S = 1 or S >= the observed features every partition gives the same forecast
         # (the model is equivariant to permuting a subset), so one is exact and N_I x cheaper.
@@ -413,7 +413,7 @@ class Evaluator:
                 out["ref_se"] = error_sums(full[:, :, features_K], target, batch["weight"])["se"]
             return out
 
-        self._step = jax.jit(step, in_shardings=(params_sharding, self.batch_sharding, None))
+        self._step = jax.jit(step, in_shardings=(ctx.params_sharding, self.batch_sharding, None))
 
     def __call__(self, params: Any) -> dict[str, float]:
         """Evaluates `params`; returns loss, mse, mae, naive_mse, naive_mae."""

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from configs import quickstart
-from framework import config as config_lib, trainer as trainer_lib
+from framework import config as config_lib, train_step, trainer as trainer_lib
 from framework.tasks import lm
 
 
@@ -92,11 +92,11 @@ def test_tensor_rms_probe_values():
     grads = {"a": jax.numpy.array([3.0, -4.0]), "b": {"c": jax.numpy.ones((2, 2)) * 2.0}}
     lr = jax.numpy.float32(0.5)
     updates = jax.tree.map(lambda g: -lr * g, grads)  # plain SGD: update per unit LR = grad
-    out = jax.device_get(trainer_lib.tensor_rms(grads, updates, lr))
+    out = jax.device_get(train_step.tensor_rms(grads, updates, lr))
     np.testing.assert_allclose(out["grad_rms/a"], math.sqrt(12.5), rtol=1e-6)
     np.testing.assert_allclose(out["update_rms/a"], math.sqrt(12.5), rtol=1e-6)
     np.testing.assert_allclose(out["grad_rms/b/c"], 2.0, rtol=1e-6)
-    zero = jax.device_get(trainer_lib.tensor_rms(grads, updates, jax.numpy.float32(0.0)))
+    zero = jax.device_get(train_step.tensor_rms(grads, updates, jax.numpy.float32(0.0)))
     assert float(zero["update_rms/a"]) == 0.0  # no division by a zero learning rate
 
 

@@ -1,0 +1,79 @@
+"""Dry runs and the memory check: the compiled train step's per-device memory and
+FLOPs, compared with what a device has (`--dry_run` prints it; a real run refuses to
+start when the step would not fit)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import jax
+
+
+def device_memory_limit() -> int | None:
+    """Bytes one local device may use: the accelerator's limit, or RAM / devices on CPU."""
+    device = jax.local_devices()[0]
+    if device.platform != "cpu":
+        stats = device.memory_stats() or {}
+        return stats.get("bytes_limit")
+    try:
+        ram = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError):
+        return None
+    return ram // jax.local_device_count()
+
+
+def memory_report(trainer: Any, compiled: Any) -> dict[str, Any]:
+    """Compiled per-device memory of `trainer`'s train step, and whether it fits."""
+    stats = compiled.memory_analysis()
+    per_device = (
+        stats.argument_size_in_bytes
+        + stats.output_size_in_bytes
+        + stats.temp_size_in_bytes
+        - stats.alias_size_in_bytes
+    )
+    limit = device_memory_limit()
+    counts = trainer.task.describe_model()
+    cost = compiled.cost_analysis() or {}
+    return {
+        "mesh": dict(trainer.mesh.shape),
+        "rules": trainer.config.mesh.rules,
+        "params": counts.get("params"),
+        "flops_per_step_xla": float(cost.get("flops", float("nan"))),
+        "flops_per_step_model": counts.get("train FLOPs/token", float("nan"))
+        * trainer.task.items_per_example()
+        * trainer.batch_size,
+        "argument_bytes": stats.argument_size_in_bytes,
+        "temp_bytes": stats.temp_size_in_bytes,
+        "per_device_bytes": per_device,
+        "device_limit_bytes": limit,
+        "fits": limit is None or per_device <= limit,
+    }
+
+
+def fit_error(report: dict[str, Any]) -> str:
+    """The one-sentence error for a step that does not fit in device memory."""
+    return (
+        f"the train step needs {report['per_device_bytes'] / 2**30:.2f} GiB per device "
+        f"but a device has {report['device_limit_bytes'] / 2**30:.2f} GiB; shard "
+        "parameters (mesh.fsdp, mesh.rules=fsdp) or lower train.batch_size "
+        "(train.grad_accum_steps keeps the effective batch)."
+    )
+
+
+def print_dry_run(trainer: Any) -> None:
+    """Compiles the train step for the configured mesh and prints what it would need."""
+    report = memory_report(trainer, trainer.compile_step())
+    gib = lambda b: "?" if b is None else f"{b / 2**30:.3f} GiB"
+    print(f"mesh {report['mesh']} rules={report['rules']}")
+    print(f"parameters            {report['params']:,}")
+    print(f"FLOPs/step (model)    {report['flops_per_step_model']:.4g}")
+    print(
+        f"FLOPs/step (XLA)      {report['flops_per_step_xla']:.4g}  "
+        "(per device, XLA cost analysis: a scanned loop body counts once)"
+    )
+    print(f"arguments/device      {gib(report['argument_bytes'])}  (params, optimizer, batch)")
+    print(f"temporaries/device    {gib(report['temp_bytes'])}")
+    print(f"total/device          {gib(report['per_device_bytes'])}")
+    print(f"device limit          {gib(report['device_limit_bytes'])}")
+    print("fits" if report["fits"] else "DOES NOT FIT: shard more (fsdp) or lower the batch")

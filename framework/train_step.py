@@ -1,0 +1,146 @@
+"""The train step the trainer jit-compiles: the task's loss and gradients (accumulated
+over microbatches when asked), the optimizer update, the NaN/Inf guard and the
+step's metrics (grad/param norms, learning rate, optional per-tensor RMS probes)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+from flax import nnx
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+import optim
+from framework import metrics as metrics_lib, sharding
+from models import partitioning
+
+
+class TrainStep:
+    """`step(state, batch, peak_lr) -> (state, metrics)`, ready for `jax.jit`.
+
+    The peak learning rate is an argument rather than a constant, so runs that differ
+    only in optimizer.lr share one compiled program (through the persistent cache)."""
+
+    def __init__(
+        self,
+        config: ml_collections.ConfigDict,
+        task: Any,
+        merge: Callable[[Any], nnx.Module],
+        make_schedule: Callable[[Any], Any],
+        mesh: Mesh,
+    ):
+        self.config, self.task, self.merge = config, task, merge
+        self.make_schedule, self.mesh = make_schedule, mesh
+
+    def __call__(self, state: dict, batch: dict, peak_lr: jax.Array) -> tuple[dict, dict]:
+        """One optimizer step, with gradient accumulation and a NaN/Inf guard."""
+        with partitioning.activation_sharding(self.mesh, sharding.ACTIVATION_RULES):
+            return self._step(state, batch, peak_lr)
+
+    def _loss(self, params: Any, batch: dict, rng: jax.Array, step: jax.Array) -> Any:
+        loss, metrics = self.task.loss(self.merge(params), batch, rng)
+        nan_at = self.config.debug.nan_at_step
+        if nan_at >= 0:  # fault injection, to test the NaN guard end to end
+            loss = loss * jnp.where(step + 1 == nan_at, jnp.nan, 1.0)
+        return loss, metrics
+
+    def _step(self, state: dict, batch: dict, peak_lr: jax.Array) -> tuple[dict, dict]:
+        step, params = state["step"], state["params"]
+        rng = jax.random.fold_in(jax.random.wrap_key_data(state["rng"]), step)
+        grad_fn = jax.value_and_grad(self._loss, has_aux=True)
+        if self.config.train.grad_accum_steps == 1:
+            (loss, metrics), grads = grad_fn(params, batch, rng, step)
+        else:
+            loss, metrics, grads = self._accumulate(grad_fn, params, batch, rng, step)
+        grad_norm = optax.tree.norm(grads)
+        schedule = self.make_schedule(peak_lr)
+        tx = optim.build_optimizer(self.config.optimizer, schedule, params)
+        updates, opt_state = tx.update(grads, state["opt_state"], params)
+        new_params = optax.apply_updates(params, updates)
+        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+        keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
+        new_state = {
+            "step": step + 1,
+            "params": keep(new_params, params),
+            "opt_state": keep(opt_state, state["opt_state"]),
+            "rng": state["rng"],
+        }
+        metrics = {k: v for k, v in metrics.items() if not k.startswith("_")}
+        if self.config.train.log_tensor_rms:
+            metrics.update(tensor_rms(grads, updates, schedule(step)))
+        metrics.update(
+            objective=loss,
+            grad_norm=grad_norm,
+            param_norm=optax.tree.norm(new_state["params"]),
+            learning_rate=schedule(step),
+            finite=finite.astype(jnp.float32),
+        )
+        return new_state, metrics
+
+    def _accumulate(self, grad_fn, params, batch, rng, step) -> tuple[Any, dict, Any]:
+        """Loss, metrics and gradients summed over microbatches, weighted by each one's
+        '_weight' metric (e.g. its unmasked tokens) so they equal the full-batch mean;
+        maxima ('<name>_max' metrics) combine by max."""
+        accum = self.config.train.grad_accum_steps
+        # Microbatch i takes rows i, i+accum, ... so that every device keeps its own
+        # rows (a contiguous split would move rows between devices every step).
+        micro_sharding = NamedSharding(self.mesh, PartitionSpec(None, sharding.BATCH_AXES))
+
+        def split(x):
+            x = x.reshape(x.shape[0] // accum, accum, *x.shape[1:]).swapaxes(0, 1)
+            return jax.lax.with_sharding_constraint(x, micro_sharding)
+
+        is_max = metrics_lib.reduces_by_max
+
+        def body(carry, xs):
+            i, micro = xs
+            (loss, metrics), grads = grad_fn(params, micro, jax.random.fold_in(rng, i), step)
+            w = metrics.get("_weight", jnp.ones(()))
+            c_loss, c_metrics, c_grads, c_total = carry
+            metrics = {
+                k: jnp.maximum(c_metrics[k], v) if is_max(k) else c_metrics[k] + v * w
+                for k, v in metrics.items()
+            }
+            grads = jax.tree.map(lambda a, g: a + g * w, c_grads, grads)
+            return (c_loss + loss * w, metrics, grads, c_total + w), None
+
+        (loss_shape, metric_shapes), grad_shapes = jax.eval_shape(grad_fn, params, batch, rng, step)
+        zeros = (
+            jnp.zeros(loss_shape.shape, loss_shape.dtype),
+            {
+                k: jnp.full(v.shape, -jnp.inf if is_max(k) else 0.0, v.dtype)
+                for k, v in metric_shapes.items()
+            },
+            jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), grad_shapes),
+            jnp.zeros(()),
+        )
+        xs = (jnp.arange(accum), jax.tree.map(split, batch))
+        (loss, metrics, grads, total), _ = jax.lax.scan(body, zeros, xs)
+        loss, grads = jax.tree.map(lambda x: x / total, (loss, grads))
+        return loss, metrics_lib.finalize(metrics, total), grads
+
+
+def _rms(x: jax.Array) -> jax.Array:
+    return jnp.sqrt(jnp.mean(jnp.square(x.astype(jnp.float32))))
+
+
+def tensor_rms(grads: Any, updates: Any, lr: jax.Array) -> dict[str, jax.Array]:
+    """Per-tensor probes: 'grad_rms/<path>' and 'update_rms/<path>'.
+
+    grad_rms is the RMS of the (accumulated, unclipped) gradient; update_rms is the RMS
+    of the applied update divided by the learning rate of the step (0 when it is 0),
+    i.e. the optimizer's direction per unit LR: about 1 for Adam while the gradient RMS
+    is far above eps, shrinking as it nears eps (Wortsman et al. 2023, Sec. 3.4)."""
+    out = {}
+    safe_lr = jnp.where(lr > 0, lr, 1.0)
+    for (key_path, g), u in zip(
+        jax.tree_util.tree_leaves_with_path(grads), jax.tree.leaves(updates), strict=True
+    ):
+        path = optim.path_str(key_path)
+        out[f"grad_rms/{path}"] = _rms(g)
+        out[f"update_rms/{path}"] = jnp.where(lr > 0, _rms(u) / safe_lr, 0.0)
+    return out
