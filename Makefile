@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: quickstart test lint format bench clean
+.PHONY: quickstart test test-fast lint format bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ format: $(STAMP)
 
 test: lint
 	$(PY) -m pytest -q -n 2 --durations=15 tests
+
+# The edit loop: everything but the end-to-end runs marked slow.
+test-fast: lint
+	$(PY) -m pytest -q -n 2 -m "not slow" tests
 
 bench: $(STAMP)
 	$(PY) benchmarks/train_overhead.py

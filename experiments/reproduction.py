@@ -24,6 +24,11 @@ def parse_args(argv: Sequence[str] | None, description: str, default_variant: st
     p.add_argument("--workdir", required=True, help="the sweep's directory")
     p.add_argument("--variant", default=default_variant, help="see the experiment's run.py")
     p.add_argument("--parallel", type=int, default=2, help="runs trained at once")
+    p.add_argument(
+        "--inline",
+        action="store_true",
+        help="train the runs one after another in this process (small models, tests)",
+    )
     p.add_argument("--data_path", default="", help="a data file ('' = embedded)")
     p.add_argument("--only", default=None, help="run only the points whose name matches")
     p.add_argument("--readme", default="", help="splice the report into this README")
@@ -38,11 +43,17 @@ def parse_args(argv: Sequence[str] | None, description: str, default_variant: st
 
 
 def run_sweep(config_path: str, arg: str, workdir: str, args: Any) -> list[dict[str, Any]]:
-    """framework.sweep.run_sweep of `config_path:arg` with the flags' parallelism, --only
-    and data path (raises ConfigError for a bad sweep)."""
+    """framework.sweep.run_sweep of `config_path:arg` with the flags' parallelism (or
+    --inline), --only and data path (raises ConfigError for a bad sweep)."""
     overrides = {"data.path": os.path.abspath(args.data_path)} if args.data_path else {}
     return sweep.run_sweep(
-        config_path, arg, workdir, args.parallel, only=args.only, overrides=overrides
+        config_path,
+        arg,
+        workdir,
+        1 if args.inline else args.parallel,
+        only=args.only,
+        overrides=overrides,
+        inline=args.inline,
     )
 
 

@@ -1,4 +1,5 @@
-"""Shared pytest setup: CPU only, quiet logs, helpers to run the CLI in a subprocess."""
+"""Shared pytest setup: CPU only, one JAX compilation cache for the whole session,
+slow tests scheduled first, helpers to run the CLI in a subprocess."""
 
 from __future__ import annotations
 
@@ -47,6 +48,31 @@ def load_checkpoint(state_dir: str) -> dict:
         ckptr.metadata(path).item_metadata.tree,
     )
     return jax.tree.map(np.asarray, ckptr.restore(path, target))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def jax_compilation_cache(tmp_path_factory) -> str:
+    """One persistent compilation cache shared by every test, xdist worker and CLI
+    subprocess of the session, so the tiny programs many tests compile are cache hits
+    after the first (SHAMMIE_TEST_JAX_CACHE names a cache that outlives the session)."""
+    import jax
+    from jax.experimental.compilation_cache import compilation_cache
+
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # the workers' temp dirs share a parent
+        base = base.parent
+    cache = os.environ.get("SHAMMIE_TEST_JAX_CACHE") or str(base / "jax_cache")
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = cache  # for subprocesses (cli_env copies it)
+    os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+    jax.config.update("jax_compilation_cache_dir", cache)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    compilation_cache.reset_cache()  # in case something compiled while tests were collected
+    return cache
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Slow tests first, so that the xdist workers do not end on one long test."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 @pytest.fixture

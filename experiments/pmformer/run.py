@@ -106,7 +106,10 @@ def run_stage(stage: Stage, args: Any) -> None:
         only = stage.only
         if args.only:  # both must match: the stage's points, then the user's
             only = f"^(?=.*(?:{args.only}))" + (f"(?=.*(?:{stage.only}))" if stage.only else "")
-        sweep.run_sweep(CONFIG, stage.arg, folder, args.parallel, only=only, overrides=overrides)
+        parallel = 1 if args.inline else args.parallel
+        sweep.run_sweep(
+            CONFIG, stage.arg, folder, parallel, only=only, overrides=overrides, inline=args.inline
+        )
         if not evaluate.finished_runs([folder]):
             print(f"{folder}: no finished runs to evaluate")
             continue

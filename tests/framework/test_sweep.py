@@ -13,10 +13,12 @@ import subprocess
 import sys
 import time
 
+import chex
 import pytest
 
-from framework import sweep
-from tests.conftest import ROOT, cli_env, run_cli
+from framework import config as config_lib, sweep
+from framework.sweep import runner
+from tests.conftest import ROOT, cli_env, load_checkpoint, run_cli
 
 CONFIG = "--config=configs/quickstart.py:size=tiny,steps=10"
 END_EVAL_ONLY = "--config.train.eval_every_steps=0"
@@ -199,23 +201,56 @@ def test_killed_sweep_resumes_only_unfinished_points(tmp_path):
     assert all(r["steps"] == "10" and math.isfinite(float(r["val/loss"])) for r in rows)
 
 
-def test_failed_and_diverged_points_do_not_stop_the_sweep(tmp_path):
-    config = write_config(tmp_path, "[{'model.norm': 'bad'}, {'debug.nan_at_step': 2}]")
-    workdir = str(tmp_path / "sweep")
-    proc = run_cli(
-        [f"--config={config}:size=tiny,steps=10", f"--workdir={workdir}", END_EVAL_ONLY],
-        module="framework.sweep",
-        timeout=300,
+def test_failed_crashed_and_diverged_inline_points_do_not_stop_the_sweep(tmp_path, capsys):
+    points = (
+        "[{'model.norm': 'bad'}, {'task': 'tests.framework.fake_tasks'}, {'debug.nan_at_step': 2}]"
     )
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    failed, diverged = read_csv(workdir)
+    config = write_config(tmp_path, points)
+    workdir = str(tmp_path / "sweep")
+    args = [f"--config={config}:size=tiny,steps=10", f"--workdir={workdir}", END_EVAL_ONLY]
+    assert sweep.main([*args, "--inline"]) == 0
+    out = capsys.readouterr().out
+    failed, crashed, diverged = read_csv(workdir)
     assert failed["name"] == "norm=bad" and failed["status"] == "failed"
     assert failed["error"].startswith("error: model: TransformerConfig.norm='bad' is invalid")
+    assert crashed["status"] == "failed"
+    assert crashed["error"] == "RuntimeError: boom: this task always fails to build its model"
     assert diverged["name"] == "nan_at_step=2" and diverged["status"] == "diverged"
     assert diverged["steps"] == "2" and diverged["error"] == ""
-    assert "[1/2] failed" in proc.stdout and "[2/2] diverged" in proc.stdout
+    codes = []
+    for name in (failed["name"], crashed["name"], diverged["name"]):
+        with open(os.path.join(workdir, name, sweep.STATUS_FILE)) as f:
+            codes.append(json.load(f)["returncode"])
+    assert codes == [2, 1, 3]  # the exit codes framework.main would give
+    with open(os.path.join(workdir, crashed["name"], "log.txt")) as f:
+        log = f.read()
+    assert "Traceback (most recent call last)" in log and log.count("# sweep ") == 1
+    assert "[1/3] failed" in out and "[3/3] diverged" in out
     with open(os.path.join(workdir, "results.md")) as f:
-        assert "0 done, 0 early_stopped, 1 diverged, 1 failed, 0 pending" in f.read()
+        assert "0 done, 0 early_stopped, 1 diverged, 2 failed, 0 pending" in f.read()
+    # A re-run skips the diverged point and runs the failed ones again.
+    assert sweep.main([*args, "--inline"]) == 0
+    assert "1 of 3 selected already finished, 2 to run" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_inline_point_equals_subprocess_point_bitwise(tmp_path):
+    """The guard for --inline: one 10-step point trained in this process and as a
+    `framework.main` process gives bitwise-equal parameters and the same losses."""
+    config = write_config(tmp_path, "[{'optimizer.lr': 0.003}]")
+    arg, name = "size=tiny,steps=10", "lr=0.003"
+    inline = sweep.run_sweep(config, arg, str(tmp_path / "inline"), inline=True, echo=print)
+    proc = sweep.run_sweep(config, arg, str(tmp_path / "proc"), echo=print)
+    assert [r["status"] for r in inline + proc] == ["done", "done"]
+    results = []
+    for mode in ("inline", "proc"):
+        with open(tmp_path / mode / name / "result.json") as f:
+            results.append(json.load(f))
+    a, b = results
+    assert a["first_loss"] == b["first_loss"] and a["train"] == b["train"]
+    assert a["eval"] == b["eval"] and a["step"] == b["step"] == 10
+    ckpt = lambda mode: load_checkpoint(str(tmp_path / mode / name / "checkpoints/10/state"))
+    chex.assert_trees_all_equal(ckpt("inline")["params"], ckpt("proc")["params"])
 
 
 def test_launch_script_writes_one_command_per_point(tmp_path, capsys):
@@ -261,10 +296,10 @@ def test_arg_keys_set_the_config_files_arguments(tmp_path):
     assert s.command(1, "runs/x", "python")[3] == f"--config={path}:steps=3,size=small"
     # Each point's config is built from its own argument and checked before anything runs.
     bad = write_config(tmp_path, "[{'arg:size': 'huge'}]", name="bad_cfg.py")
-    with pytest.raises(sweep.config_lib.ConfigError, match="size='huge' is unknown"):
+    with pytest.raises(config_lib.ConfigError, match="size='huge' is unknown"):
         sweep.load_sweep(bad, None)
     typo = write_config(tmp_path, "[{'arg:stepz': 3}]", name="typo_cfg.py")
-    with pytest.raises(sweep.config_lib.ConfigError, match="did you mean 'steps'"):
+    with pytest.raises(config_lib.ConfigError, match="did you mean 'steps'"):
         sweep.load_sweep(typo, None)
 
 
@@ -278,9 +313,8 @@ def test_early_stopped_points_count_as_finished(tmp_path):
     result["eval"] = {"val": {"loss": 2.0}}
     with open(os.path.join(workdir, "p", "result.json"), "w") as f:
         json.dump(result, f)
-    lock = open(os.path.join(workdir, "p", "sweep.lock"), "w")  # noqa: SIM115 (_finish closes it)
-    job = sweep._Job(index=0, proc=None, lock=lock, start=time.time(), log_offset=0)
-    sweep._finish(types.SimpleNamespace(names=["p"]), job, workdir, 0)
+    job = runner._Job(index=0, proc=None, start=time.time(), log_offset=0)
+    runner._finish(types.SimpleNamespace(names=["p"]), job, workdir, 0)
     with open(os.path.join(workdir, "p", sweep.STATUS_FILE)) as f:
         assert json.load(f)["status"] == "early_stopped"
     row = sweep.point_row(workdir, "p", {"optimizer.lr": 0.1})
