@@ -8,17 +8,21 @@ written, not a silently ignored setting.
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import difflib
 import importlib
 import json
 import math
 import os
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import ml_collections
 from ml_collections import ConfigDict
+
+from framework import files
 
 
 class ConfigError(ValueError):
@@ -42,25 +46,28 @@ def parse_arg(arg: str | None, **defaults: Any) -> ConfigDict:
         key, value = (s.strip() for s in item.split("=", 1))
         if key not in defaults:
             raise ConfigError(f"unknown config argument {key!r}{_did_you_mean(key, defaults)}")
-        out[key] = _cast(value, defaults[key], key)
+        try:
+            out[key] = coerce(value, defaults[key])
+        except ConfigError:
+            raise ConfigError(
+                f"config argument {key}={value!r} is not a {type(defaults[key]).__name__}."
+            ) from None
     return out
 
 
-def _cast(value: str, default: Any, key: str) -> Any:
+def coerce(raw: str, current: Any) -> Any:
+    """A command-line string typed like the value it replaces (bool, int, float, str;
+    anything else by `ast.literal_eval`); raises ConfigError if it cannot be."""
     try:
-        if isinstance(default, bool):
-            if value.lower() not in ("true", "false", "1", "0"):
+        if isinstance(current, bool):
+            if raw.lower() not in ("true", "false", "1", "0"):
                 raise ValueError
-            return value.lower() in ("true", "1")
-        if isinstance(default, int):
-            return int(value)
-        if isinstance(default, float):
-            return float(value)
-    except ValueError:
-        raise ConfigError(
-            f"config argument {key}={value!r} is not a {type(default).__name__}."
-        ) from None
-    return value
+            return raw.lower() in ("true", "1")
+        if isinstance(current, int | float):
+            return type(current)(raw)
+        return raw if isinstance(current, str) else ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+        raise ConfigError(f"{raw!r} is not a valid {type(current).__name__}") from None
 
 
 def _did_you_mean(key: str, valid: Iterable[str]) -> str:
@@ -79,6 +86,23 @@ def leaf_paths(config: ConfigDict | Mapping, prefix: str = "") -> list[str]:
         if isinstance(value, ConfigDict | Mapping):
             paths.extend(leaf_paths(value, path + "."))
     return paths
+
+
+def check_config_file(path: str) -> None:
+    """Raises ConfigError if the config file `path` is missing or not valid Python."""
+    if not os.path.isfile(path):
+        raise ConfigError(
+            f"config file {path!r} does not exist; give a path such as configs/quickstart.py."
+        )
+    try:
+        with open(path, encoding="utf-8") as f:
+            compile(f.read(), path, "exec")
+    except SyntaxError as e:
+        raise ConfigError(
+            f"config file {path!r} has a syntax error at line {e.lineno}: {e.msg}; fix it."
+        ) from None
+    except (UnicodeDecodeError, ValueError) as e:
+        raise ConfigError(f"config file {path!r} is not Python source text ({e}).") from None
 
 
 def check_override_keys(config: ConfigDict, dotted_keys: Iterable[str]) -> None:
@@ -231,11 +255,30 @@ def validate(config: ConfigDict) -> None:
             f"train.batch_size={config.train.batch_size} must be a multiple of "
             f"train.grad_accum_steps={accum}."
         )
-    load_module(config.task, "task")
+    for key in ("lr", "weight_decay"):
+        if config.optimizer[key] < 0:
+            raise ConfigError(
+                f"optimizer.{key}={config.optimizer[key]} is negative; it must be >= 0."
+            )
+    if "sample" in config and config.sample.temperature < 0:
+        raise ConfigError(f"sample.temperature={config.sample.temperature} must be >= 0.")
+    load_class(config.task, "Task", "task")
     for name, ev in config.evals.items():
         if "kind" not in ev:
             raise ConfigError(f"evals.{name} needs a 'kind' (a module path defining Evaluator).")
-        load_module(ev.kind, f"evals.{name}.kind")
+        load_class(ev.kind, "Evaluator", f"evals.{name}.kind")
+
+
+def load_class(path: str, name: str, what: str) -> Any:
+    """The class `name` of the module named in the config (ConfigError if it lacks one)."""
+    module = load_module(path, what)
+    cls = getattr(module, name, None)
+    if not isinstance(cls, type):
+        raise ConfigError(
+            f"{what} {path!r} defines no `{name}` class; name a module that defines "
+            f"`class {name}` (see framework/tasks/base.py and framework/evaluators.py)."
+        )
+    return cls
 
 
 def load_module(path: str, what: str) -> Any:
@@ -256,16 +299,39 @@ def to_dict(config: ConfigDict | ml_collections.FrozenConfigDict) -> dict:
     return json.loads(config.to_json_best_effort())
 
 
+def _flatten(tree: Mapping, prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, Mapping):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def changed_keys(config: ConfigDict, workdir: str) -> list[str]:
+    """Dotted keys whose values differ from the workdir's saved config.json (its newest
+    config.<step>.json if a resume changed it); [] when there is none."""
+    saved = [n for n in os.listdir(workdir) if re.fullmatch(r"config(\.\d+)?\.json", n)]
+    if not saved:
+        return []
+    newest = max(saved, key=lambda n: int(n.split(".")[1]) if n.count(".") == 2 else -1)
+    old = files.read_json(os.path.join(workdir, newest), {})
+    if not isinstance(old, dict) or "config" not in old:
+        return []
+    have, want = _flatten(old["config"]), _flatten(to_dict(config))
+    return sorted(k for k in set(have) | set(want) if have.get(k) != want.get(k))
+
+
 def save_config(config: ConfigDict, resolved: Mapping[str, int], workdir: str, step: int) -> str:
     """Writes config.json; a resumed run with a changed config gets config.<step>.json."""
     payload = dict(config=to_dict(config), resolved_steps=dict(resolved))
     text = json.dumps(payload, indent=2, sort_keys=True)
     path = os.path.join(workdir, "config.json")
-    if os.path.exists(path):
+    if files.read_json_or_set_aside(path) is not None:
         with open(path) as f:
             if f.read() == text:
                 return path
         path = os.path.join(workdir, f"config.{step}.json")
-    with open(path, "w") as f:
-        f.write(text)
+    files.atomic_write_text(path, text)
     return path

@@ -9,13 +9,13 @@ runs read best.json, so patience and the best value survive preemption.
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
 
+from framework import checkpoint, files
 from framework.config import ConfigError
 
 
@@ -34,9 +34,10 @@ class BestKeeper:
         self.json_path = os.path.join(workdir, "best.json")
         self.directory = os.path.abspath(os.path.join(workdir, "best"))
         self.state = {"metric": metric, "step": None, "value": None, "since_best": 0}
-        if os.path.exists(self.json_path):
-            with open(self.json_path) as f:
-                self.state.update(json.load(f))
+        saved = files.read_json_or_set_aside(self.json_path) or {}
+        self._digests = saved.pop("digests", None)  # of the best params, checked on restore
+        self.evaluated = saved.pop("evaluated", None)  # last step counted (a resume may redo it)
+        self.state.update(saved)
         self._manager = ocp.CheckpointManager(
             self.directory,
             options=ocp.CheckpointManagerOptions(max_to_keep=1, create=True),
@@ -49,25 +50,34 @@ class BestKeeper:
                 f"train.best_metric={self.name!r}: no such evaluation metric; evaluators give "
                 + ", ".join(f"{e}/{m}" for e, ms in evals.items() for m in ms)
             )
-        value = evals[self.evaluator][self.metric]
+        if self.evaluated is None or step > self.evaluated:  # not counted before a resume
+            self._record(step, evals[self.evaluator][self.metric], params)
+        return bool(self.patience) and self.state["since_best"] >= self.patience
+
+    def _record(self, step: int, value: float, params: Any) -> None:
+        self.evaluated = step
         best = self.state["value"]
         better = best is None or (value < best if self.mode == "min" else value > best)
         if better:
             self.state.update(step=step, value=value, since_best=0)
             self._manager.save(step, args=ocp.args.StandardSave({"params": params}), force=True)
             self._manager.wait_until_finished()
+            self._digests = checkpoint.digests(params)
         else:
             self.state["since_best"] += 1
-        if jax.process_index() == 0:
-            with open(self.json_path, "w") as f:
-                json.dump(self.state, f, indent=2)
-        return bool(self.patience) and self.state["since_best"] >= self.patience
+        if jax.process_index() == 0:  # after the params: their digests are the integrity record
+            record = {**self.state, "evaluated": step, "digests": self._digests}
+            files.atomic_write_json(self.json_path, record)
 
     def restore(self, abstract_params: Any) -> Any:
         """The best parameters saved so far."""
         step = self._manager.latest_step()
         target = {"params": abstract_params}
-        return self._manager.restore(step, args=ocp.args.StandardRestore(target))["params"]
+        params = self._manager.restore(step, args=ocp.args.StandardRestore(target))["params"]
+        problem = checkpoint.verify(params, self._digests)
+        if problem:
+            raise checkpoint.CorruptCheckpointError(f"{self.directory} (step {step}): {problem}")
+        return params
 
     def close(self) -> None:
         """Releases the checkpoint manager."""

@@ -3,21 +3,26 @@
 `--config.a.b=value` overrides any config value. The config is validated
 and frozen before any work; a user error (unknown key, bad value, missing
 file) prints one line `error: ...` and exits with code 2, writing nothing.
-Exit codes: 0 done (or stopped by SIGTERM after saving), 2 user error,
-3 diverged (NaN/Inf).
+Exit codes: 0 done (or stopped by SIGTERM after saving; a SIGTERM before
+training started ends with nothing trained), 2 user error, 3 diverged (NaN/Inf),
+1 disk full (one line) or a crash (traceback).
 """
 
 from __future__ import annotations
 
-import os
-import sys
-from collections.abc import Sequence
+from framework import preemption
 
-import ml_collections
-from absl import app, flags, logging
-from ml_collections import config_flags
+preemption.install_early()  # a SIGTERM while JAX imports or the step compiles: exit 0
 
-from framework import config as config_lib
+import os  # noqa: E402
+import sys  # noqa: E402
+from collections.abc import Sequence  # noqa: E402
+
+import ml_collections  # noqa: E402
+from absl import app, flags, logging  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+from framework import config as config_lib, launch  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config file, optionally with ':key=value,...' arguments.", lock_config=True
@@ -28,6 +33,12 @@ _DRY_RUN = flags.DEFINE_bool(
     False,
     "Build the model abstractly, compile the train step for the configured mesh, print "
     "parameters, FLOPs per step and compiled memory per device, and exit; allocates nothing.",
+)
+_RESTART = flags.DEFINE_bool(
+    "restart",
+    False,
+    "Start over: move the workdir's files into WORKDIR/superseded/<time>/ (nothing is "
+    "deleted) and train from step 0.",
 )
 _EVAL_ONLY = flags.DEFINE_bool(
     "eval_only",
@@ -56,8 +67,8 @@ _DISTRIBUTED = flags.DEFINE_bool(
     "Call jax.distributed.initialize() with cluster auto-detection (TPU pods, SLURM).",
 )
 
-EXIT_USER_ERROR = 2
-EXIT_DIVERGED = 3
+EXIT_USER_ERROR = launch.EXIT_USER_ERROR
+EXIT_DIVERGED = launch.EXIT_DIVERGED
 
 
 def user_error(message: str) -> None:
@@ -70,6 +81,12 @@ def parse_flags(argv: Sequence[str]) -> list[str]:
     """absl flag parsing that turns config mistakes into one-line errors (exit 2)."""
     overrides = [a.split("=", 1)[0][len("--config.") :] for a in argv if a.startswith("--config.")]
     base = [a for a in argv if not a.startswith("--config.")]
+    path = _config_path(base)
+    try:
+        if path is not None:
+            config_lib.check_config_file(path)
+    except config_lib.ConfigError as e:
+        user_error(str(e))
     saved_argv = sys.argv
     try:
         # config_flags reads overrides from sys.argv itself: hide them for a first
@@ -84,7 +101,7 @@ def parse_flags(argv: Sequence[str]) -> list[str]:
         return flags.FLAGS(list(argv))
     except config_lib.ConfigError as e:
         user_error(str(e))
-    except (flags.Error, FileNotFoundError, AttributeError, KeyError, TypeError) as e:
+    except (flags.Error, OSError, AttributeError, KeyError, TypeError) as e:
         lines = [line for line in str(e).splitlines() if line.strip()]
         user_error(lines[-1] if lines else type(e).__name__)
     finally:
@@ -92,39 +109,54 @@ def parse_flags(argv: Sequence[str]) -> list[str]:
     raise AssertionError  # unreachable
 
 
+def _config_path(argv: Sequence[str]) -> str | None:
+    """The FILE of --config=FILE[:arg] in argv (None when absent)."""
+    for i, a in enumerate(argv):
+        value = a[len("--config=") :] if a.startswith("--config=") else None
+        if a == "--config" and i + 1 < len(argv):
+            value = argv[i + 1]
+        if value is not None:
+            return value.split(":", 1)[0]
+    return None
+
+
 def main(argv: Sequence[str]) -> None:
     """Validates the config, then trains."""
     del argv
-    from framework import metrics, trainer  # imported late: keeps `--help` fast
+    from framework import dry_run, metrics, trainer  # imported late: keeps `--help` fast
 
     metrics.quiet_library_logs()
     start_processes()
 
     if not _WORKDIR.value:
         user_error("--workdir is required: the directory for checkpoints and logs.")
-    config = ml_collections.FrozenConfigDict(_CONFIG.value)  # nothing changes it from here
-    try:
-        runner = trainer.Trainer(config, _WORKDIR.value)
-    except (config_lib.ConfigError, FileNotFoundError, ValueError) as e:
-        user_error(str(e).splitlines()[0] if str(e) else type(e).__name__)
     if _DRY_RUN.value:
-        print_dry_run(runner)
+        try:
+            runner = trainer.Trainer(ml_collections.FrozenConfigDict(_CONFIG.value), _WORKDIR.value)
+        except (config_lib.ConfigError, FileNotFoundError, ValueError) as e:
+            user_error(launch.first_line(e))
+        dry_run.print_dry_run(runner)
         return
-    try:
-        result = runner.evaluate_checkpoint() if _EVAL_ONLY.value else runner.run()
-    except config_lib.ConfigError as e:  # raised before anything is written
-        user_error(str(e))
-    if _EVAL_ONLY.value:
-        return
-    logging.info(
-        "%s at step %d in %.1f s; workdir %s",
-        result["status"],
-        result["step"],
-        result["wall_time_s"],
-        os.path.abspath(_WORKDIR.value),
+    outcome = launch.run(
+        _CONFIG.value, _WORKDIR.value, eval_only=_EVAL_ONLY.value, restart=_RESTART.value
     )
-    if result["status"] == "diverged":
-        sys.exit(EXIT_DIVERGED)
+    if outcome.message:
+        print(outcome.message, file=sys.stderr)
+    result = outcome.result
+    if result is not None and not _EVAL_ONLY.value:
+        logging.info(
+            "%s at step %d in %.1f s; workdir %s",
+            result["status"],
+            result["step"],
+            result["wall_time_s"],
+            os.path.abspath(_WORKDIR.value),
+        )
+    if outcome.code == launch.EXIT_CRASH:  # disk full: skip exit handlers whose failing
+        sys.stdout.flush()  # writes (TensorBoard's thread) would bury the one line above
+        sys.stderr.flush()
+        os._exit(outcome.code)
+    if outcome.code:
+        sys.exit(outcome.code)
 
 
 def start_processes() -> None:
@@ -149,24 +181,6 @@ def start_processes() -> None:
         jax.distributed.initialize()
     if jax.process_index() != 0:
         logging.set_verbosity(logging.WARNING)  # one progress log, from process 0
-
-
-def print_dry_run(runner) -> None:
-    """Compiles the train step for the configured mesh and prints what it would need."""
-    report = runner.memory_report(runner.compile_step())
-    gib = lambda b: "?" if b is None else f"{b / 2**30:.3f} GiB"
-    print(f"mesh {report['mesh']} rules={report['rules']}")
-    print(f"parameters            {report['params']:,}")
-    print(f"FLOPs/step (model)    {report['flops_per_step_model']:.4g}")
-    print(
-        f"FLOPs/step (XLA)      {report['flops_per_step_xla']:.4g}  "
-        "(per device, XLA cost analysis: a scanned loop body counts once)"
-    )
-    print(f"arguments/device      {gib(report['argument_bytes'])}  (params, optimizer, batch)")
-    print(f"temporaries/device    {gib(report['temp_bytes'])}")
-    print(f"total/device          {gib(report['per_device_bytes'])}")
-    print(f"device limit          {gib(report['device_limit_bytes'])}")
-    print("fits" if report["fits"] else "DOES NOT FIT: shard more (fsdp) or lower the batch")
 
 
 def run() -> None:

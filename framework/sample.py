@@ -107,6 +107,23 @@ def sample_from_workdir(
     return out.texts
 
 
+def check_flags(
+    *, max_new_tokens: int, num_samples: int, temperature: float, top_k: int, top_p: float
+) -> str | None:
+    """The first flag value that can only be a mistake, as a sentence naming the flag."""
+    if max_new_tokens < 1:
+        return f"--max_new_tokens={max_new_tokens} must be >= 1 (tokens to generate)."
+    if num_samples < 1:
+        return f"--num_samples={num_samples} must be >= 1 (samples per prompt)."
+    if temperature < 0:
+        return f"--temperature={temperature} must be >= 0 (0 is greedy)."
+    if top_k < 0:
+        return f"--top_k={top_k} must be >= 0 (0 keeps every token)."
+    if not 0 < top_p <= 1:
+        return f"--top_p={top_p} must be in (0, 1] (1 turns nucleus sampling off)."
+    return None
+
+
 def main(argv: Sequence[str]) -> None:
     """Prints num_samples completions of each prompt."""
     del argv
@@ -116,6 +133,15 @@ def main(argv: Sequence[str]) -> None:
     logging.set_verbosity(logging.ERROR)  # orbax warns about read-only managers
     if not _WORKDIR.value:
         _user_error("--workdir is required: a training run's directory.")
+    problem = check_flags(
+        max_new_tokens=_MAX_NEW.value,
+        num_samples=_NUM_SAMPLES.value,
+        temperature=_TEMPERATURE.value,
+        top_k=_TOP_K.value,
+        top_p=_TOP_P.value,
+    )
+    if problem:
+        _user_error(problem)
     prompts = _PROMPT.value or [""]
     try:
         texts = sample_from_workdir(
