@@ -10,6 +10,7 @@ max_len 320), randomly initialised, decodes greedily with no stop tokens:
     one compiled program per length) and appends the argmax, dispatched from Python.
 Both are measured in one process after compilation; the ratio is printed with the word
 `speedup`, then cached tokens/s at batch 1, 8 and 64.
+benchmarks/gpu_check.py reuses `random_prompts` and `cached_rate` on a ~1B-parameter model.
 """
 
 from __future__ import annotations
@@ -31,12 +32,6 @@ from flax import nnx  # noqa: E402
 from data.tokenizers import ByteTokenizer  # noqa: E402
 from framework import sampling  # noqa: E402
 from models.transformer import Transformer, TransformerConfig  # noqa: E402
-
-_BATCH = flags.DEFINE_integer("batch", 8, "Batch for the cached vs full-recompute comparison.")
-_PROMPT_LEN = flags.DEFINE_integer("prompt_len", 64, "Prompt tokens per row.")
-_NEW = flags.DEFINE_integer("new_tokens", 256, "Generated tokens per row.")
-_ROUNDS = flags.DEFINE_integer("rounds", 3, "Timed repetitions of cached decoding (median).")
-_SCAN = flags.DEFINE_bool("scan_layers", False, "Scan over layers instead of unrolling.")
 
 SMALL = dict(vocab_size=259, d_model=128, num_layers=4, num_heads=4, d_ff=512, max_len=320)
 RECOMPUTE_BUCKET = 32
@@ -75,15 +70,30 @@ def timed(fn, *args) -> tuple[float, np.ndarray]:
     return time.perf_counter() - start, result
 
 
+def random_prompts(batch: int, prompt_len: int, rng: np.random.Generator) -> np.ndarray:
+    """[batch, prompt_len] int32 prompts: BOS, then random byte ids."""
+    bos = np.full((batch, 1), ByteTokenizer.bos_id, np.int32)
+    return np.concatenate([bos, rng.integers(0, 256, (batch, prompt_len - 1), np.int32)], 1)
+
+
+def cached_rate(model: Transformer, prompts_BT: np.ndarray, new_tokens: int, rounds: int) -> float:
+    """Tokens/s of cached decoding of `prompts_BT` (median of `rounds`, after compiling)."""
+    cached_run(model, prompts_BT, new_tokens)  # compile
+    seconds = statistics.median(
+        timed(cached_run, model, prompts_BT, new_tokens)[0] for _ in range(rounds)
+    )
+    return prompts_BT.shape[0] * new_tokens / seconds
+
+
 def main(argv) -> None:
     """Prints recompute vs cached tokens/s, the speedup, and cached tokens/s by batch."""
     del argv
-    B, P, N = _BATCH.value, _PROMPT_LEN.value, _NEW.value
-    cfg = TransformerConfig(**SMALL, scan_layers=_SCAN.value)
+    FLAGS = flags.FLAGS
+    B, P, N, rounds = FLAGS.batch, FLAGS.prompt_len, FLAGS.new_tokens, FLAGS.rounds
+    cfg = TransformerConfig(**SMALL, scan_layers=FLAGS.scan_layers)
     model = Transformer(cfg, rngs=nnx.Rngs(0))
     rng = np.random.default_rng(0)
-    bos = lambda b: np.full((b, 1), ByteTokenizer.bos_id, np.int32)
-    prompts = lambda b: np.concatenate([bos(b), rng.integers(0, 256, (b, P - 1), np.int32)], 1)
+    prompts = lambda b: random_prompts(b, P, rng)
     print(
         f"model: quickstart 'small' (d_model {cfg.d_model}, {cfg.num_layers} layers, "
         f"{cfg.num_heads} heads, d_ff {cfg.d_ff}, vocab {cfg.vocab_size}, scan_layers="
@@ -95,7 +105,7 @@ def main(argv) -> None:
     prompts_BT = prompts(B)
     cached_run(model, prompts_BT, N)  # compile
     cached_s = []
-    for _ in range(_ROUNDS.value):
+    for _ in range(rounds):
         seconds, cached_tokens = timed(cached_run, model, prompts_BT, N)
         cached_s.append(seconds)
     graphdef, params = nnx.split(model)
@@ -111,13 +121,16 @@ def main(argv) -> None:
     print(f"greedy tokens identical in both: {agree:.1%}\n")
 
     for b in (1, 8, 64):
-        prompts_BT = prompts(b)
-        cached_run(model, prompts_BT, N)  # compile
-        seconds = statistics.median(
-            timed(cached_run, model, prompts_BT, N)[0] for _ in range(_ROUNDS.value)
-        )
-        print(f"cached decoding, batch {b:3d}: {b * N / seconds:10.1f} tokens/s ({seconds:.2f} s)")
+        rate = cached_rate(model, prompts(b), N, rounds)
+        print(f"cached decoding, batch {b:3d}: {rate:10.1f} tokens/s ({b * N / rate:.2f} s)")
 
 
 if __name__ == "__main__":
+    # Flags are defined here, not at import, so that other benchmarks can import this
+    # module beside benchmarks/train_overhead.py (both have --rounds).
+    flags.DEFINE_integer("batch", 8, "Batch for the cached vs full-recompute comparison.")
+    flags.DEFINE_integer("prompt_len", 64, "Prompt tokens per row.")
+    flags.DEFINE_integer("new_tokens", 256, "Generated tokens per row.")
+    flags.DEFINE_integer("rounds", 3, "Timed repetitions of cached decoding (median).")
+    flags.DEFINE_bool("scan_layers", False, "Scan over layers instead of unrolling.")
     app.run(main)

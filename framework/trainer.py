@@ -69,6 +69,7 @@ class Trainer:
             config, examples_per_epoch=self.task.num_train_examples
         )
         self._build_state_functions()
+        self._compiled_step = None
         ctx = evaluators_lib.EvalContext(
             mesh=self.mesh,
             params_sharding=self.state_sharding["params"],
@@ -170,6 +171,15 @@ class Trainer:
         """The jitted train step at the configured peak learning rate."""
         return self._step_fn(state, batch, self.peak_lr)
 
+    def init_state(self) -> dict[str, Any]:
+        """A freshly initialised train state, sharded as the trainer shards it."""
+        return self._init()
+
+    def apply_step(self, state: dict, batch: dict) -> tuple[dict, dict]:
+        """One step of the compiled train step (`compile_step`) on a global batch:
+        (new state, device metrics); `state` is donated. For benchmarks and tools."""
+        return self.compile_step()(state, batch, self.peak_lr)
+
     def merge(self, params: Any) -> nnx.Module:
         """The NNX model holding `params` (a pure dict)."""
         return nnx.merge(self.graphdef, params)
@@ -211,9 +221,13 @@ class Trainer:
         }
 
     def compile_step(self) -> Any:
-        """Lowers and compiles the train step ahead of time, allocating nothing."""
-        lr = jax.ShapeDtypeStruct((), jnp.float32, sharding=self._lr_sharding)
-        return self._step_fn.lower(self.abstract_state, self.abstract_batch(), lr).compile()
+        """The train step lowered and compiled ahead of time (allocating nothing), once:
+        later calls, `run()` included, reuse it."""
+        if self._compiled_step is None:
+            lr = jax.ShapeDtypeStruct((), jnp.float32, sharding=self._lr_sharding)
+            lowered = self._step_fn.lower(self.abstract_state, self.abstract_batch(), lr)
+            self._compiled_step = lowered.compile()
+        return self._compiled_step
 
     def memory_report(self, compiled: Any) -> dict[str, Any]:
         """Compiled per-device memory of the train step, and whether it fits."""
@@ -264,11 +278,9 @@ class Trainer:
         """
         stop = preemption.StopFlag()
         try:
-            compiled = self.compile_step()
-            report = self.memory_report(compiled)
+            report = self.memory_report(self.compile_step())
             if not report["fits"]:
                 raise config_lib.ConfigError(dry_run.fit_error(report))
-            self._compiled_step = compiled
             with workdir_lib.lock(self.workdir):
                 if restart and jax.process_index() == 0:
                     moved = workdir_lib.move_aside(self.workdir)
