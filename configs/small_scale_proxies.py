@@ -46,7 +46,7 @@ LRS = {
 }
 # variant -> steps, batch size, sequence length, warmup fraction, embedded corpus chars
 RUN = {
-    "tiny": dict(steps=30, batch=8, seq=32, chars=100_000),
+    "tiny": dict(steps=20, batch=8, seq=32, chars=100_000),
     "cpu": dict(steps=200, batch=16, seq=64, chars=1_000_000),
     "paper": dict(steps=100_000, batch=256, seq=512, chars=0),
 }
@@ -72,6 +72,8 @@ INTERVENTIONS: dict[str, dict[str, Any]] = {
     "muparam": {"muparam": True},
 }
 SWEEP_INTERVENTIONS = [k for k in INTERVENTIONS if k != "muparam"]
+# The test suite's tiny variant: the baseline and the headline intervention, at 2 LRs.
+TINY_INTERVENTIONS = ["baseline", "qk_layernorm"]
 MUP_BASE_WIDTH = 64
 HIDDEN_MATRICES = r"blocks/.*/(attn/(q|k|v|o)_proj|mlp/(up|down))/kernel"
 
@@ -152,6 +154,6 @@ def get_sweep(arg: str | None = None) -> list[dict]:
     a = _arg(arg)
     return product(
         {"arg:size": list(SIZES[a.variant])},
-        {"arg:intervention": SWEEP_INTERVENTIONS},
+        {"arg:intervention": TINY_INTERVENTIONS if a.variant == "tiny" else SWEEP_INTERVENTIONS},
         {"arg:lr": LRS[a.variant]},
     )

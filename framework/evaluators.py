@@ -28,6 +28,9 @@ class EvalContext:
     params_sharding: Any  # the parameters' shardings (in_shardings of a jitted eval step)
     merge: Callable[[Any], Any]  # params (a pure dict) -> the NNX model
     train_batch_size: int
+    # The parameters at step 0, exactly as the trainer initializes them (its compiled
+    # init program, so an evaluator comparing against W0 compiles no init of its own).
+    initial_params: Callable[[], Any]
 
 
 class EvaluatorBase:

@@ -104,6 +104,12 @@ def quiet_library_logs() -> None:
     handler = absl_logging.get_absl_handler()
     if not any(isinstance(f, _OwnInfoOnly) for f in handler.filters):
         handler.addFilter(_OwnInfoOnly())
+    root = py_logging.getLogger()
+    # absl falls back to logging.basicConfig() when it logs before app.run: that plain
+    # stderr handler would print every library INFO line unfiltered next to ours.
+    for h in [h for h in root.handlers if type(h) is py_logging.StreamHandler]:
+        root.removeHandler(h)
+    absl_logging.use_absl_handler()
     absl_logging.set_verbosity(absl_logging.INFO)
 
 

@@ -75,6 +75,7 @@ class Trainer:
             params_sharding=self.state_sharding["params"],
             merge=self.merge,
             train_batch_size=self.batch_size,
+            initial_params=lambda: self._init()["params"],
         )
         self.evaluators = {
             name: config_lib.load_class(ev.kind, "Evaluator", f"evals.{name}.kind")(

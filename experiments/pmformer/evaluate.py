@@ -36,18 +36,22 @@ EXTRA_FILE = "extra_evals.json"
 WHAT = ("test", "ni", "drop")
 
 
-def extra_evals(what: Sequence[str] = WHAT) -> dict[str, dict[str, Any]]:
+def extra_evals(
+    what: Sequence[str] = WHAT,
+    ni: Sequence[int] = NUM_PARTITIONS,
+    drop: Sequence[float] = DROP_RATES,
+) -> dict[str, dict[str, Any]]:
     """Evaluator configs by name: 'test' (the test split with forecast.num_partitions),
-    the N_I sweep ('ni') and the feature-drop sweep ('drop')."""
+    the N_I sweep ('ni', over `ni`) and the feature-drop sweep ('drop', over `drop`)."""
     kind = "experiments.pmformer.task"
     out: dict[str, dict[str, Any]] = {}
     if "test" in what:
         out["test"] = dict(kind=kind, split="test", batch_size=256)
     if "ni" in what:
-        for n in NUM_PARTITIONS:
+        for n in ni:
             out[f"test_ni{n}"] = dict(kind=kind, split="test", batch_size=256, num_partitions=n)
     if "drop" in what:
-        for r in DROP_RATES:
+        for r in drop:
             out[f"test_drop{round(r * 100)}"] = dict(
                 kind=kind, split="test", batch_size=256, drop_rate=r
             )
@@ -107,13 +111,15 @@ def evaluate_run(
     run_dir: str,
     what: Sequence[str] = WHAT,
     force: bool = False,
+    ni: Sequence[int] = NUM_PARTITIONS,
+    drop: Sequence[float] = DROP_RATES,
 ) -> dict:
     """Runs the extra evaluations `what` on `run_dir`; writes and returns
     extra_evals.json's dict."""
     from framework.trainer import Trainer
 
     path = os.path.join(run_dir, EXTRA_FILE)
-    wanted = extra_evals(what)
+    wanted = extra_evals(what, ni, drop)
     previous: dict[str, Any] = {}
     if os.path.exists(path) and not force:
         with open(path) as f:
@@ -135,6 +141,12 @@ def evaluate_run(
     return out
 
 
+def summary(run_dir: str, out: dict) -> str:
+    """One line: the run, which parameters were evaluated, and each evaluation's MSE."""
+    test = {k: round(v["mse"], 4) for k, v in sorted(out["eval"].items())}
+    return f"{run_dir} ({out['params']} @ step {out['step']}): {test}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--runs", action="append", required=True, help="a folder of runs (repeat)")
@@ -143,10 +155,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--what", default="test", help="test (the test split), ni (N_I sweep), drop (feature drop)"
     )
     p.add_argument("--force", action="store_true", help="redo evaluations already written")
+    p.add_argument("--ni", default=",".join(map(str, NUM_PARTITIONS)), help="N_I values")
+    p.add_argument("--drop", default=",".join(map(str, DROP_RATES)), help="drop rates")
     args = p.parse_args(argv)
     what = [w for w in args.what.split(",") if w]
     try:
-        extra_evals(what)
+        ni = [int(n) for n in args.ni.split(",") if n]
+        drop = [float(r) for r in args.drop.split(",") if r]
+        extra_evals(what, ni, drop)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -155,9 +171,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: no finished runs under {args.runs}", file=sys.stderr)
         return 2
     for run in runs:
-        out = evaluate_run(run, what, args.force)
-        test = {k: round(v["mse"], 4) for k, v in sorted(out["eval"].items())}
-        print(f"{run} ({out['params']} @ step {out['step']}): {test}", flush=True)
+        out = evaluate_run(run, what, args.force, ni, drop)
+        print(summary(run, out), flush=True)
     return 0
 
 

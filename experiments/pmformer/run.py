@@ -20,7 +20,8 @@ where it stopped. --only restricts the sweep points (by name) of every stage.
   full     the published model size (size=paper) on ETTh1: the four models at the
            four horizons and S = 1..D at H = 96, N_I and feature drop; both
            synthetic series, every S, 3 seeds. Many CPU-hours; a GPU job.
-  tiny     the grouped synthetic series at size=tiny, S = 1, 2, D (the test).
+  tiny     the grouped synthetic series at size=tiny, S = 1, 2, D, with N_I in {1, 8}
+           and a drop rate of 0.8 (the test).
 Exit codes: 0 done, 2 user error.
 """
 
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -50,12 +52,21 @@ class Stage:
     csv: bool = False  # trains on --data_path; skipped without one
     seeds: tuple[int, ...] = (0,)
     ni_drop: str = ""  # runs (regex on their folders) that get the N_I and drop sweeps
+    ni: tuple[int, ...] = evaluate.NUM_PARTITIONS  # the N_I values of those sweeps
+    drop: tuple[float, ...] = evaluate.DROP_RATES  # and their drop rates
 
 
 _ETTH1_H96 = "horizon=96_name=pmformer_subset_size=(3|0)_"
 PLANS: dict[str, list[Stage]] = {
     "tiny": [
-        Stage("synthetic", "size=tiny,sweep=S", only="^subset_size=(1|2|0)$", ni_drop="=(2|0)$"),
+        Stage(
+            "synthetic",
+            "size=tiny,sweep=S,evals=val",
+            only="^subset_size=(1|2|0)$",
+            ni_drop="=(2|0)$",
+            ni=(1, 8),
+            drop=(0.8,),
+        ),
     ],
     "reduced": [
         Stage("etth1_L512", "sweep=horizon,evals=val,lookback=512", csv=True),
@@ -110,12 +121,14 @@ def run_stage(stage: Stage, args: Any) -> None:
         sweep.run_sweep(
             CONFIG, stage.arg, folder, parallel, only=only, overrides=overrides, inline=args.inline
         )
-        if not evaluate.finished_runs([folder]):
+        runs = evaluate.finished_runs([folder])
+        if not runs:
             print(f"{folder}: no finished runs to evaluate")
-            continue
-        evaluate.main([f"--runs={folder}", "--what=test"])
-        if stage.ni_drop:
-            evaluate.main([f"--runs={folder}", f"--only={stage.ni_drop}", "--what=ni,drop"])
+        for run_dir in runs:  # each run's evaluations at once: one model restore per run
+            sweeps = bool(stage.ni_drop) and re.search(stage.ni_drop, run_dir) is not None
+            what = evaluate.WHAT if sweeps else ("test",)
+            out = evaluate.evaluate_run(run_dir, what, ni=stage.ni, drop=stage.drop)
+            print(evaluate.summary(run_dir, out), flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -9,7 +9,7 @@ three terms of its output change since init, on a fixed batch:
 each log_K(RMS(A B) / (RMS(A) RMS(B))) with K the kernel's fan-in (1/2: independent,
 1: fully aligned; optim.parameterization.log_alignment_ratio). Effective weights
 include the parameter multiplier. W0 is rebuilt from the config seed exactly as the
-trainer initializes (framework.trainer.initial_params).
+trainer initializes (the trainer's init program, EvalContext.initial_params).
 
     --config.evals.align.kind=experiments.scaling_exponents.alignment
     --config.evals.align.split=val   (its first batch is the probe batch)
@@ -31,7 +31,6 @@ from flax import nnx
 
 from framework import evaluators
 from framework.config import ConfigError
-from framework.trainer import initial_params
 from models import layers, transformer
 from optim import path_str
 
@@ -112,7 +111,7 @@ class Evaluator(evaluators.EvaluatorBase):
         if batch is None:
             raise ConfigError(f"evals.{name}: split {split!r} has no batch of {batch_size}.")
         self.tokens = jnp.asarray(batch["inputs"])
-        self.params0 = jax.jit(lambda: initial_params(task, int(task.config.seed)))()
+        self.params0 = ctx.initial_params()  # W0, from the trainer's own init program
 
         def ratios(params, params0, tokens):
             per_layer = alignment_ratios(merge(params), merge(params0), tokens)

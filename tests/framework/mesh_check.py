@@ -1,6 +1,7 @@
 """Run in a subprocess by test_scale_out.py: trains a few steps of the tiny
-quickstart model on the mesh given as JSON in argv[1] and prints JSON with the
-losses and the shardings of selected parameters and optimizer moments."""
+quickstart model on each mesh of the JSON list in argv[1] (one process, so JAX
+starts once) and prints a JSON list with each run's losses and the shardings of
+selected parameters and optimizer moments. `run_mesh` is also called in-process."""
 
 import json
 import sys
@@ -18,8 +19,8 @@ PARAMS = {
 }
 
 
-def main() -> None:
-    mesh, steps = json.loads(sys.argv[1]), int(sys.argv[2])
+def run_mesh(mesh: dict, steps: int) -> dict:
+    """Losses of `steps` steps on `mesh` and the selected parameters' shardings."""
     config = quickstart.get_config(f"size=tiny,steps={steps}")
     config.evals = {}
     config.mesh.update(mesh)
@@ -40,7 +41,12 @@ def main() -> None:
         for k in path:
             mu = mu[k]
         specs[name + "/mu"] = list(mu.sharding.spec)
-    print(json.dumps({"devices": jax.device_count(), "losses": losses, "specs": specs}))
+    return {"devices": jax.device_count(), "losses": losses, "specs": specs}
+
+
+def main() -> None:
+    meshes, steps = json.loads(sys.argv[1]), int(sys.argv[2])
+    print(json.dumps([run_mesh(mesh, steps) for mesh in meshes]))
 
 
 if __name__ == "__main__":

@@ -40,11 +40,24 @@ def assert_bitwise_equal(a, b):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
+def in_process_config():
+    """CONFIG's flags as the config they give (for runs in this process)."""
+    from configs import quickstart
+
+    config = quickstart.get_config(f"size=tiny,steps={STEPS}")
+    config.train.update(checkpoint_every_steps=CKPT, eval_every_steps=0, log_every_steps=40)
+    config.model.dropout = 0.1
+    return config
+
+
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
+    """The uninterrupted run, in this process (test_sweep checks that a run in this
+    process and one in a CLI process give bitwise-equal parameters)."""
+    from framework import launch
+
     workdir = str(tmp_path_factory.mktemp("reference"))
-    proc = run_cli([*CONFIG, f"--workdir={workdir}"])
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert launch.run(in_process_config(), workdir).code == 0
     return workdir
 
 
@@ -77,12 +90,14 @@ def wait_for_checkpoint(workdir, step, proc, timeout=180):
         time.sleep(0.005)
 
 
+@pytest.mark.slow
 def test_reference_run_outputs(reference):
     ckpts = sorted(int(s) for s in os.listdir(os.path.join(reference, "checkpoints")))
     assert ckpts == [120, 180, 240]  # keep_checkpoints=3
     assert os.path.exists(os.path.join(reference, "loss.png"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
 def test_interrupt_and_resume_is_bitwise_identical(reference, tmp_path, sig):
     workdir = str(tmp_path / "run")
@@ -108,19 +123,27 @@ def test_interrupt_and_resume_is_bitwise_identical(reference, tmp_path, sig):
     assert set(train_rows(reference)) <= set(steps)
 
 
-def test_nan_guard_halts_and_keeps_checkpoint(tmp_path):
+def test_nan_guard_halts_and_keeps_checkpoint(tmp_path, caplog):
+    from framework import launch
+
+    config = in_process_config()
+    config.debug.nan_at_step = 100
     workdir = str(tmp_path / "nan")
-    proc = run_cli([*CONFIG, f"--workdir={workdir}", "--config.debug.nan_at_step=100"])
-    assert proc.returncode == 3, proc.stderr[-3000:]
-    assert "NaN/Inf at step 100" in proc.stderr
-    assert "last good checkpoint is step 60" in proc.stderr
+    outcome = launch.run(config, workdir)  # what framework.main runs; exit code 3
+    assert outcome.code == 3 and outcome.result["status"] == "diverged"
+    assert outcome.result["step"] == 100 and outcome.result["checkpoint_step"] == 60
+    assert "NaN/Inf at step 100" in caplog.text
+    assert "last good checkpoint is step 60" in caplog.text
     steps = sorted(int(s) for s in os.listdir(os.path.join(workdir, "checkpoints")))
     assert steps == [60]
     params, _ = final_params(workdir, 60)
     assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(params))
 
 
-def test_corrupt_latest_checkpoint_falls_back(reference, tmp_path):
+def test_corrupt_latest_checkpoint_falls_back(reference, tmp_path, caplog):
+    from framework import launch
+
+    caplog.set_level("INFO")
     workdir = str(tmp_path / "corrupt")
     shutil.copytree(reference, workdir)
     latest = os.path.join(workdir, "checkpoints", str(STEPS))
@@ -128,10 +151,9 @@ def test_corrupt_latest_checkpoint_falls_back(reference, tmp_path):
         for name in files:
             with open(os.path.join(dirpath, name), "wb") as f:
                 f.write(b"garbage")
-    proc = run_cli([*CONFIG, f"--workdir={workdir}"])
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert f"checkpoint at step {STEPS} is unreadable" in proc.stderr
-    assert "resumed from checkpoint at step 180" in proc.stderr
+    assert launch.run(in_process_config(), workdir).code == 0  # what the CLI runs
+    assert f"checkpoint at step {STEPS} is unreadable" in caplog.text
+    assert "resumed from checkpoint at step 180" in caplog.text
     # The corrupt files are kept aside, and the retrained run matches.
     assert os.path.exists(os.path.join(workdir, "checkpoints_corrupt", str(STEPS)))
     assert_bitwise_equal(final_params(workdir), final_params(reference))

@@ -261,24 +261,49 @@ def test_changed_config_on_a_finished_run_warns_and_restart_moves_it_aside(clean
     assert read(f"{workdir}/config.json")["config"]["seed"] == 3
 
 
-@pytest.mark.slow
+def _pmformer(csv_path: str) -> config_lib.ConfigDict:
+    from configs import pmformer
+
+    c = pmformer.get_config("size=tiny")
+    c.data.path = csv_path
+    return c
+
+
 def test_user_errors_exit_2_with_one_sentence_and_change_nothing(clean, tmp_path):
     workdir = copy_run(clean, tmp_path)
     before = tree_hash(workdir)
-    (tmp_path / "syntax.py").write_text("def get_config(:\n")
     (tmp_path / "bin.csv").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00binary")
     a_file = tmp_path / "a_file"
     a_file.write_text("not a directory")
+    no_task, negative_lr = tiny(), tiny()
+    no_task.task = "tests.framework.no_task"
+    negative_lr.optimizer.lr = -0.1
+    cases = [  # (config, workdir, the sentence): what framework.main prints, then exit 2
+        (tiny(), str(a_file), "is an existing file, not a directory"),
+        (no_task, workdir, "defines no `Task` class"),
+        (negative_lr, workdir, "optimizer.lr=-0.1 is negative"),
+        (_pmformer(f"{tmp_path}/bin.csv"), workdir, f"'{tmp_path}/bin.csv' is not a text CSV"),
+    ]
+    for config, where, message in cases:
+        outcome = launch.run(config, where)
+        assert outcome.code == 2 and outcome.message.startswith("error: "), outcome
+        assert message in outcome.message and "\n" not in outcome.message, outcome.message
+    assert tree_hash(workdir) == before
+    assert a_file.read_text() == "not a directory"
+
+
+@pytest.mark.slow
+def test_cli_user_errors_exit_2_with_one_line(clean, tmp_path):
+    """Errors caught before a config exists (the file, the sampler's flags), in processes."""
+    workdir = copy_run(clean, tmp_path)
+    before = tree_hash(workdir)
+    (tmp_path / "syntax.py").write_text("def get_config(:\n")
     w = f"--workdir={workdir}"
     main, sample = "framework.main", "framework.sample"
-    pm = ["--config=configs/pmformer.py:size=tiny", w, f"--config.data.path={tmp_path}/bin.csv"]
     cases = [
         (main, ["--config=configs/nope.py", w], "config file 'configs/nope.py' does not exist"),
         (main, [f"--config={tmp_path}/syntax.py", w], "has a syntax error at line 1"),
-        (main, [*CLI, f"--workdir={a_file}"], "is an existing file, not a directory"),
-        (main, [*CLI, w, "--config.task=tests.framework.no_task"], "defines no `Task` class"),
         (main, [*CLI, w, "--config.optimizer.lr=-0.1"], "optimizer.lr=-0.1 is negative"),
-        (main, pm, f"CSV file '{tmp_path}/bin.csv' is not a text CSV"),
         (sample, [w, "--max_new_tokens=-5"], "--max_new_tokens=-5 must be >= 1"),
         (sample, [w, "--num_samples=0"], "--num_samples=0 must be >= 1"),
         (sample, [w, "--temperature=-1"], "--temperature=-1.0 must be >= 0"),
@@ -291,7 +316,6 @@ def test_user_errors_exit_2_with_one_sentence_and_change_nothing(clean, tmp_path
         assert lines and lines[-1].startswith("error: ") and message in lines[-1], (args, lines)
         assert "Traceback" not in proc.stderr, args
     assert tree_hash(workdir) == before
-    assert a_file.read_text() == "not a directory"
 
 
 def test_unwritable_workdir_is_refused_before_compiling(tmp_path):

@@ -18,10 +18,47 @@ from tests.conftest import ROOT, cli_env, load_checkpoint, run_cli
 STEPS = 5
 
 
-def mesh_run(mesh: dict, devices: int) -> dict:
-    env = cli_env(XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+MESHES = [
+    (
+        {"data": 8, "fsdp": 1, "tensor": 1, "rules": "dp"},
+        {"embedding": [None, None], "q_kernel": [None, None, None], "mlp_up": [None, None]},
+    ),
+    (
+        {"data": 1, "fsdp": 8, "tensor": 1, "rules": "fsdp"},
+        {
+            "embedding": [None, "fsdp"],
+            "q_kernel": ["fsdp", None, None],
+            "mlp_up": ["fsdp", None],
+            "mlp_down": [None, "fsdp"],
+        },
+    ),
+    (
+        {"data": 2, "fsdp": 2, "tensor": 2, "rules": "fsdp_tp"},
+        {
+            # vocab 259 is not divisible by tensor=2, so it stays replicated
+            "embedding": [None, "fsdp"],
+            "q_kernel": ["fsdp", "tensor", None],
+            "mlp_up": ["fsdp", "tensor"],
+            "mlp_down": ["tensor", "fsdp"],
+        },
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def single_device():
+    from tests.framework import mesh_check
+
+    return mesh_check.run_mesh({"data": -1}, STEPS)  # this process: one CPU device
+
+
+@pytest.fixture(scope="module")
+def eight_devices() -> list[dict]:
+    """Every mesh of MESHES trained in one subprocess with 8 emulated CPU devices."""
+    env = cli_env(XLA_FLAGS="--xla_force_host_platform_device_count=8")
+    meshes = json.dumps([mesh for mesh, _ in MESHES])
     proc = subprocess.run(
-        [sys.executable, "tests/framework/mesh_check.py", json.dumps(mesh), str(STEPS)],
+        [sys.executable, "tests/framework/mesh_check.py", meshes, str(STEPS)],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -32,42 +69,11 @@ def mesh_run(mesh: dict, devices: int) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-@pytest.fixture(scope="module")
-def single_device():
-    return mesh_run({"data": -1}, 1)
-
-
-@pytest.mark.parametrize(
-    "mesh, expected",
-    [
-        (
-            {"data": 8, "fsdp": 1, "tensor": 1, "rules": "dp"},
-            {"embedding": [None, None], "q_kernel": [None, None, None], "mlp_up": [None, None]},
-        ),
-        (
-            {"data": 1, "fsdp": 8, "tensor": 1, "rules": "fsdp"},
-            {
-                "embedding": [None, "fsdp"],
-                "q_kernel": ["fsdp", None, None],
-                "mlp_up": ["fsdp", None],
-                "mlp_down": [None, "fsdp"],
-            },
-        ),
-        (
-            {"data": 2, "fsdp": 2, "tensor": 2, "rules": "fsdp_tp"},
-            {
-                # vocab 259 is not divisible by tensor=2, so it stays replicated
-                "embedding": [None, "fsdp"],
-                "q_kernel": ["fsdp", "tensor", None],
-                "mlp_up": ["fsdp", "tensor"],
-                "mlp_down": ["tensor", "fsdp"],
-            },
-        ),
-    ],
-)
-def test_mesh_reproduces_single_device_and_follows_rules(single_device, mesh, expected):
-    out = mesh_run(mesh, 8)
-    assert out["devices"] == 8
+@pytest.mark.slow
+@pytest.mark.parametrize("index", range(len(MESHES)))
+def test_mesh_reproduces_single_device_and_follows_rules(single_device, eight_devices, index):
+    out, expected = eight_devices[index], MESHES[index][1]
+    assert out["devices"] == 8 and single_device["devices"] == 1
     np.testing.assert_allclose(out["losses"], single_device["losses"], rtol=2e-5)
     assert out["losses"][-1] < out["losses"][0]
     for name, spec in expected.items():
@@ -86,12 +92,15 @@ def final_params(workdir: str):
     return load_checkpoint(path)["params"]
 
 
+@pytest.mark.slow
 def test_two_processes_match_one_process(tmp_path):
     config = [
         f"--config=configs/quickstart.py:size=tiny,steps={STEPS}",
         "--config.mesh.data=2",
         "--config.mesh.fsdp=2",
         "--config.mesh.rules=fsdp",
+        "--config.train.eval_every_steps=0",  # compare the final parameters only
+        "--config.train.checkpoint_every_steps=0",
     ]
     single = str(tmp_path / "single")
     proc = run_cli([*config, f"--workdir={single}", "--host_devices=4"])

@@ -78,11 +78,12 @@ def train(param, optimizer: str) -> tuple[list, list]:
 
     step = jax.jit(lambda p, t, o: tx.update(jax.grad(loss)(p, t), o, p))
     probe = tokens[0, :, :-1]
-    logits = [nnx.merge(graphdef, params)(probe)]
+    forward = jax.jit(lambda p: nnx.merge(graphdef, p)(probe))  # one program, not op by op
+    logits = [forward(params)]
     for i in range(3):
         updates, opt_state = step(params, tokens[i], opt_state)
         params = jax.tree.map(jnp.add, params, updates)
-        logits.append(nnx.merge(graphdef, params)(probe))
+        logits.append(forward(params))
     effective = []
     for k, regex in pz.TRANSFORMER_LAYERS.items():
         m = s["model"][f"{k}_multiplier"]

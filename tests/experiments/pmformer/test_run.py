@@ -6,12 +6,15 @@ import csv
 import json
 import os
 
+import pytest
+
 from experiments.pmformer import evaluate, run
 
 
+@pytest.mark.slow
 def test_tiny_reproduction_end_to_end(tmp_path, capsys):
     workdir = str(tmp_path / "pm")
-    assert run.main([f"--workdir={workdir}", "--variant=tiny", "--parallel=2"]) == 0
+    assert run.main([f"--workdir={workdir}", "--variant=tiny", "--inline"]) == 0
     out = capsys.readouterr().out
     assert "skipping stage" not in out and "reproduction finished" in out
     folder = os.path.join(workdir, "synthetic")
