@@ -24,11 +24,11 @@ format: $(STAMP)
 	$(PY) -m ruff format .
 
 test: lint
-	$(PY) -m pytest -q -n 2 --durations=15 tests
+	$(PY) -m pytest -q -n 2 --dist worksteal --durations=15 tests
 
 # The edit loop: everything but the end-to-end runs marked slow.
 test-fast: lint
-	$(PY) -m pytest -q -n 2 -m "not slow" tests
+	$(PY) -m pytest -q -n 2 --dist worksteal -m "not slow" tests
 
 bench: $(STAMP)
 	$(PY) benchmarks/train_overhead.py

@@ -70,6 +70,49 @@ def jax_compilation_cache(tmp_path_factory) -> str:
     return cache
 
 
+def session_artifact(tmp_path_factory, name: str, build) -> str:
+    """A directory built once per test session and shared by the xdist workers:
+    `build(path)` runs under a file lock in the first worker that asks; the others wait
+    and reuse it. For shared artifacts (a trained tiny LM, generated data); tests must
+    treat it as read-only (copy it to change it)."""
+    import fcntl
+
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent
+    path = base / "artifacts" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{path}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (path / ".built").exists():
+            build(str(path))
+            (path / ".built").touch()
+    return str(path)
+
+
+def tiny_lm_config():
+    """The shared tiny LM run's config: quickstart size=tiny, 20 steps, checkpoints and
+    an evaluation every 10 steps."""
+    from configs import quickstart
+
+    c = quickstart.get_config("size=tiny,steps=20")
+    c.train.update(checkpoint_every_steps=10, eval_every_steps=10, plot_losses=False)
+    return c
+
+
+@pytest.fixture(scope="session")
+def tiny_lm_run(tmp_path_factory) -> str:
+    """A finished tiny LM run (tiny_lm_config), trained once per session; read-only."""
+
+    def build(path: str) -> None:
+        from framework import launch
+
+        outcome = launch.run(tiny_lm_config(), path)
+        assert outcome.code == 0 and outcome.result["status"] == "done", outcome
+
+    return session_artifact(tmp_path_factory, "tiny_lm_run", build)
+
+
 def pytest_collection_modifyitems(config, items) -> None:
     """Slow tests first, so that the xdist workers do not end on one long test."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)

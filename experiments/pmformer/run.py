@@ -2,7 +2,7 @@
 
     python -m experiments.pmformer.run --workdir=runs/pmformer \\
         --data_path=../shared/data/ett/ETTh1.csv [--variant=reduced|full|tiny] \\
-        [--parallel=2] [--only=REGEX] [--readme=experiments/pmformer/README.md]
+        [--parallel=2 | --inline] [--only=REGEX] [--readme=experiments/pmformer/README.md]
 
 Each variant is a list of stages (PLANS). A stage is one framework.sweep of
 configs/pmformer.py into WORKDIR/<stage> (one folder per seed when it has several),

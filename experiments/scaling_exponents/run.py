@@ -2,7 +2,7 @@
 
     python -m experiments.scaling_exponents.run --workdir=runs/scaling_exponents \\
         --data_path=../shared/data/text/tinyshakespeare.txt
-        [--variant=cpu|tiny] [--parallel=2] [--only=REGEX]
+        [--variant=cpu|tiny] [--parallel=2 | --inline] [--only=REGEX]
         [--readme=experiments/scaling_exponents/README.md]
 
 1. WORKDIR: every study x width x base LR of `configs/scaling_exponents.py:variant=V`.

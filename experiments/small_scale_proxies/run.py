@@ -1,8 +1,9 @@
 """The one command of the small-scale proxies reproduction: the sweep, then the report.
 
     python -m experiments.small_scale_proxies.run --workdir=runs/proxies
-        [--variant=cpu|tiny] [--parallel=2] [--data_path=../shared/data/text/tinyshakespeare.txt]
-        [--only=REGEX] [--readme=experiments/small_scale_proxies/README.md]
+        [--variant=cpu|tiny] [--parallel=2 | --inline] [--only=REGEX]
+        [--data_path=../shared/data/text/tinyshakespeare.txt]
+        [--readme=experiments/small_scale_proxies/README.md]
 
 Runs every point of `configs/small_scale_proxies.py:variant=V` with framework.sweep
 (finished points are skipped, so an interrupted reproduction continues where it

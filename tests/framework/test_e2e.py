@@ -14,7 +14,7 @@ import jax
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT, cli_env, load_checkpoint, run_cli
+from tests.conftest import ROOT, cli_env, load_checkpoint
 
 STEPS = 240
 CKPT = 60
@@ -72,6 +72,11 @@ def start(workdir, *extra):
     )
 
 
+def read_result(workdir):
+    with open(os.path.join(workdir, "result.json")) as f:
+        return json.load(f)
+
+
 def open_rows(workdir):
     with open(os.path.join(workdir, "metrics.jsonl")) as f:
         return [line for line in f if '"split": "train"' in line]
@@ -99,7 +104,10 @@ def test_reference_run_outputs(reference):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
-def test_interrupt_and_resume_is_bitwise_identical(reference, tmp_path, sig):
+def test_interrupt_and_resume_is_bitwise_identical(reference, tmp_path, sig, caplog):
+    from framework import launch
+
+    caplog.set_level("INFO")
     workdir = str(tmp_path / "run")
     proc = start(workdir)
     wait_for_checkpoint(workdir, CKPT, proc)
@@ -112,10 +120,12 @@ def test_interrupt_and_resume_is_bitwise_identical(reference, tmp_path, sig):
         assert proc.returncode == -signal.SIGKILL
     steps = sorted(int(s) for s in os.listdir(os.path.join(workdir, "checkpoints")))
     assert steps and steps[-1] < STEPS, f"run finished before the signal: {steps}"
-    resumed = run_cli([*CONFIG, f"--workdir={workdir}"])
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert f"resumed from checkpoint at step {steps[-1]}" in resumed.stderr
+    assert launch.run(in_process_config(), workdir).code == 0  # resumed in this process
+    assert f"resumed from checkpoint at step {steps[-1]}" in caplog.text
     assert_bitwise_equal(final_params(workdir), final_params(reference))
+    results = [read_result(d) for d in (workdir, reference)]
+    assert results[0]["first_loss"] == results[1]["first_loss"]  # the run's, not the segment's
+    assert results[0]["train"] == results[1]["train"]
     # Steps redone after the resume are logged once (the resumed run also logs its
     # first step, which the uninterrupted run did not).
     steps = train_rows(workdir)

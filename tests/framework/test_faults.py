@@ -22,9 +22,8 @@ import time
 import chex
 import pytest
 
-from configs import quickstart
 from framework import config as config_lib, launch, metrics, workdir as workdir_lib
-from tests.conftest import ROOT, cli_env, load_checkpoint, run_cli
+from tests.conftest import ROOT, cli_env, load_checkpoint, run_cli, tiny_lm_config
 
 STEPS, CKPT = 20, 10
 CLI = [
@@ -35,11 +34,9 @@ CLI = [
 ]
 
 
-def tiny(steps: int = STEPS, **train) -> config_lib.ConfigDict:
-    """The CLI's config, built in-process."""
-    c = quickstart.get_config(f"size=tiny,steps={steps}")
-    c.train.update(checkpoint_every_steps=CKPT, eval_every_steps=10, plot_losses=False, **train)
-    return c
+def tiny() -> config_lib.ConfigDict:
+    """The CLI's config (the shared tiny LM run's), built in-process."""
+    return tiny_lm_config()
 
 
 def params(workdir: str, step: int = STEPS) -> dict:
@@ -68,12 +65,9 @@ def tree_hash(path: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def clean(tmp_path_factory) -> str:
-    """A finished 20-step run, trained in-process: the reference outputs."""
-    workdir = str(tmp_path_factory.mktemp("clean") / "run")
-    outcome = launch.run(tiny(), workdir)
-    assert outcome.code == 0 and outcome.result["status"] == "done"
-    return workdir
+def clean(tiny_lm_run) -> str:
+    """A finished 20-step run, trained in-process once per session: the reference."""
+    return tiny_lm_run
 
 
 def copy_run(clean: str, tmp_path, name: str = "run") -> str:
@@ -111,10 +105,9 @@ def test_second_run_on_a_locked_workdir_exits_2_and_the_first_is_unharmed(clean,
     os.kill(first.pid, signal.SIGSTOP)  # holds the lock, frozen
     try:
         before = tree_hash(workdir)
-        second = run_cli([*CLI, f"--workdir={workdir}"])
-        assert second.returncode == 2, second.stderr[-2000:]
-        assert f"is in use by pid {first.pid} on host" in second.stderr
-        assert second.stderr.strip().splitlines()[-1].startswith("error: workdir")
+        second = launch.run(tiny(), workdir)  # what framework.main runs: exit 2, this line
+        assert second.code == 2 and second.message.startswith("error: workdir"), second
+        assert f"is in use by pid {first.pid} on host" in second.message
         assert tree_hash(workdir) == before  # the second run wrote nothing
     finally:
         os.kill(first.pid, signal.SIGCONT)
@@ -347,7 +340,8 @@ def test_sigterm_during_startup_trains_nothing_and_exits_0(tmp_path):
 
 
 @pytest.mark.slow
-def test_full_disk_is_one_line_and_resume_after_freeing_space_is_exact(clean, tmp_path):
+def test_full_disk_is_one_line_and_resume_after_freeing_space_is_exact(clean, tmp_path, caplog):
+    caplog.set_level("INFO")
     disk = tmp_path / "disk"
     disk.mkdir()
     mount = ["mount", "-t", "tmpfs", "-o", "size=1500k", "tmpfs", str(disk)]
@@ -369,9 +363,10 @@ def test_full_disk_is_one_line_and_resume_after_freeing_space_is_exact(clean, tm
         kept = sorted(int(s) for s in os.listdir(os.path.join(workdir, "checkpoints")))
         assert kept and kept[-1] < STEPS and all(s.isdigit() for s in map(str, kept))
         subprocess.run(["mount", "-o", "remount,size=64m", str(disk)], check=True)
-        proc = run_cli(args)
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        assert f"resumed from checkpoint at step {kept[-1]}" in proc.stderr
+        config = tiny()
+        config.train.update(checkpoint_every_steps=5, keep_checkpoints=20)
+        assert launch.run(config, workdir).code == 0  # resumed in this process
+        assert f"resumed from checkpoint at step {kept[-1]}" in caplog.text
         chex.assert_trees_all_equal(params(workdir), params(clean))
     finally:
         subprocess.run(["umount", str(disk)], check=True)

@@ -212,14 +212,9 @@ def test_cache_sharding_on_a_mesh(unrolled):
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory) -> str:
-    """A tiny quickstart run trained for 4 steps."""
-    from configs import quickstart
-    from framework.trainer import train
-
-    path = str(tmp_path_factory.mktemp("sample_run"))
-    assert train(quickstart.get_config("size=tiny,steps=4"), path)["status"] == "done"
-    return path
+def workdir(tiny_lm_run) -> str:
+    """A finished tiny quickstart run (the session's shared one; sampling only reads it)."""
+    return tiny_lm_run
 
 
 def test_sample_from_workdir_and_cli(workdir, tmp_path):

@@ -158,11 +158,15 @@ def test_scan_equals_unrolled(overrides):
     embed_before = unrolled.embed.embedding[...]
     unstack_into(unrolled, scanned)
     assert not np.allclose(embed_before, unrolled.embed.embedding[...])  # the copy happened
-    np.testing.assert_allclose(scanned(toks), unrolled(toks), rtol=1e-5, atol=1e-6)
+    forward = nnx.jit(lambda m, t: m(t))  # one program a model, not op by op
+    np.testing.assert_allclose(
+        forward(scanned, toks), forward(unrolled, toks), rtol=1e-5, atol=1e-6
+    )
     # Per-layer dropout keys are derived identically, so stochastic passes match too.
-    drop_s = scanned(toks, deterministic=False, rngs=nnx.Rngs(dropout=3))
-    drop_u = unrolled(toks, deterministic=False, rngs=nnx.Rngs(dropout=3))
-    np.testing.assert_allclose(drop_s, drop_u, rtol=1e-5, atol=1e-6)
+    dropped = nnx.jit(lambda m, t: m(t, deterministic=False, rngs=nnx.Rngs(dropout=3)))
+    np.testing.assert_allclose(
+        dropped(scanned, toks), dropped(unrolled, toks), rtol=1e-5, atol=1e-6
+    )
 
 
 def test_max_attention_logit_against_loops():
