@@ -16,7 +16,8 @@ Arguments (`--config=configs/pmformer.py:model=dlinear,horizon=192`):
   steps     training steps (default 0 = per size; early stopping may end a run sooner)
   evals     both (default: validation and test at every evaluation) | val (validation
             only, cheaper; sweeps use it: experiments.pmformer.evaluate then tests
-            the best-validation parameters once)
+            the best-validation parameters once) | none (no evaluation while training,
+            for sizes without early stopping: the tiny test's pipeline evaluates after)
   synth     the synthetic series when no data.path is given: grouped (default; D = 8) |
             sparse (D = 16: 2 groups of 4, 8 distractors, 1,500 rows)
   sweep     for get_sweep: S | horizon
@@ -125,8 +126,8 @@ def get_config(arg: str | None = None):
         raise ConfigError(f"size={a.size!r} is unknown; choose one of {sorted(SIZES)}.")
     if a.model not in MODELS:
         raise ConfigError(f"model={a.model!r} is unknown; choose one of {MODELS}.")
-    if a.evals not in ("both", "val"):
-        raise ConfigError(f"evals={a.evals!r} is unknown; choose both or val.")
+    if a.evals not in ("both", "val", "none"):
+        raise ConfigError(f"evals={a.evals!r} is unknown; choose both, val or none.")
     if a.synth not in SYNTH:
         raise ConfigError(f"synth={a.synth!r} is unknown; choose one of {sorted(SYNTH)}.")
     z = SIZES[a.size]
@@ -169,11 +170,16 @@ def get_config(arg: str | None = None):
     c.schedule.final_lr_fraction = 0.01
     with c.unlocked():
         c.evals.val.update(num_partitions=1, stride=VAL_STRIDE if z["eval_every"] else 1)
-        if a.evals == "val":
+        if a.evals in ("val", "none"):
             del c.evals["test"]
     c.evals.val.batch_size = 256
     if "test" in c.evals:
         c.evals.test.batch_size = 256
+    if a.evals == "none":
+        if z["eval_every"]:
+            raise ConfigError(f"evals=none: size={a.size} validates for early stopping.")
+        with c.unlocked():
+            del c.evals["val"]
     return c
 
 

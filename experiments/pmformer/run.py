@@ -61,7 +61,7 @@ PLANS: dict[str, list[Stage]] = {
     "tiny": [
         Stage(
             "synthetic",
-            "size=tiny,sweep=S,evals=val",
+            "size=tiny,sweep=S,evals=none",
             only="^subset_size=(1|2|0)$",
             ni_drop="=(2|0)$",
             ni=(1, 8),

@@ -12,6 +12,7 @@ import pytest
 
 from optim import parameterization as pz
 from tests.conftest import ROOT
+from tests.optim import equivalence_check
 
 # (embedding, hidden, readout) exponents c, lr_l ~ n^-c_l. Adam rows and the SGD full-alignment
 # rows of standard and muP as published (see experiments/scaling_exponents/README.md).
@@ -123,7 +124,8 @@ def test_shift_rules_hold_exactly_in_float64_on_the_transformer():
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert set(result) == {f"{o}/{p}" for o in pz.OPTIMIZERS for p in ("standard", "mup")}
+    assert set(result) == {f"{o}/{p}" for o, p in equivalence_check.CASES}
+    assert {o for o, _ in equivalence_check.CASES} == set(pz.OPTIMIZERS)
     for key, r in result.items():
         assert r["logits"] < 1e-12 and r["weights"] < 1e-12, (key, r)
         assert r["moved"] > 1e-3, key  # the optimizer steps did change the model
