@@ -20,10 +20,11 @@ from models import partitioning
 
 
 class TrainStep:
-    """`step(state, batch, peak_lr) -> (state, metrics)`, ready for `jax.jit`.
+    """`step(state, batch, schedule_args) -> (state, metrics)`, ready for `jax.jit`.
 
-    The peak learning rate is an argument rather than a constant, so runs that differ
-    only in optimizer.lr share one compiled program (through the persistent cache)."""
+    `schedule_args` ({'peak_lr', 'final_lr_fraction'}: scalars) are arguments rather than
+    constants, so runs that differ only in them (a learning-rate sweep) share one
+    compiled program (through the persistent cache)."""
 
     def __init__(
         self,
@@ -36,10 +37,10 @@ class TrainStep:
         self.config, self.task, self.merge = config, task, merge
         self.make_schedule, self.mesh = make_schedule, mesh
 
-    def __call__(self, state: dict, batch: dict, peak_lr: jax.Array) -> tuple[dict, dict]:
+    def __call__(self, state: dict, batch: dict, schedule_args: dict) -> tuple[dict, dict]:
         """One optimizer step, with gradient accumulation and a NaN/Inf guard."""
         with partitioning.activation_sharding(self.mesh, sharding.ACTIVATION_RULES):
-            return self._step(state, batch, peak_lr)
+            return self._step(state, batch, schedule_args)
 
     def _loss(self, params: Any, batch: dict, rng: jax.Array, step: jax.Array) -> Any:
         loss, metrics = self.task.loss(self.merge(params), batch, rng)
@@ -48,7 +49,7 @@ class TrainStep:
             loss = loss * jnp.where(step + 1 == nan_at, jnp.nan, 1.0)
         return loss, metrics
 
-    def _step(self, state: dict, batch: dict, peak_lr: jax.Array) -> tuple[dict, dict]:
+    def _step(self, state: dict, batch: dict, schedule_args: dict) -> tuple[dict, dict]:
         step, params = state["step"], state["params"]
         rng = jax.random.fold_in(jax.random.wrap_key_data(state["rng"]), step)
         grad_fn = jax.value_and_grad(self._loss, has_aux=True)
@@ -57,7 +58,7 @@ class TrainStep:
         else:
             loss, metrics, grads = self._accumulate(grad_fn, params, batch, rng, step)
         grad_norm = optax.tree.norm(grads)
-        schedule = self.make_schedule(peak_lr)
+        schedule = self.make_schedule(**schedule_args)
         tx = optim.build_optimizer(self.config.optimizer, schedule, params)
         updates, opt_state = tx.update(grads, state["opt_state"], params)
         new_params = optax.apply_updates(params, updates)

@@ -146,10 +146,15 @@ class Trainer:
             self.state_sharding,
         )
         self._init = jax.jit(init, out_shardings=self.state_sharding)
-        self._lr_sharding = replicated
-        self.peak_lr = jax.make_array_from_callback(
-            (), replicated, lambda _: np.float32(config.optimizer.lr)
-        )
+        # The schedule's values that a learning-rate sweep changes (the peak, and a final
+        # fraction a config may derive from it) are arguments of the compiled step, not
+        # constants in it, so the points of such a sweep share one program through the
+        # persistent compilation cache.
+        self._args_sharding = replicated
+        self.schedule_args = {
+            k: jax.make_array_from_callback((), replicated, lambda _, v=v: np.float32(v))
+            for k, v in self._schedule_values().items()
+        }
         step = train_step.TrainStep(config, task, self.merge, self._make_schedule, self.mesh)
         self._step_fn = jax.jit(
             step,
@@ -158,19 +163,36 @@ class Trainer:
             donate_argnums=0,
         )
 
-    def _make_schedule(self, peak_lr: Any) -> Any:
-        """The config's schedule with peak `peak_lr` (a float, or a traced scalar)."""
+    def _schedule_values(self) -> dict[str, float]:
+        """The schedule's traced values (see schedule_args), as the config sets them."""
+        return {
+            "peak_lr": self.config.optimizer.lr,
+            "final_lr_fraction": self.config.schedule.final_lr_fraction,
+        }
+
+    def _make_schedule(self, peak_lr: Any, final_lr_fraction: Any = None) -> Any:
+        """The config's schedule with peak `peak_lr` and final fraction `final_lr_fraction`
+        (floats, or traced scalars; None: the config's fraction)."""
+        if final_lr_fraction is None:
+            final_lr_fraction = self.config.schedule.final_lr_fraction
         return optim.make_schedule(
             self.config.schedule.name,
             peak_lr=peak_lr,
             total_steps=self.steps["total"],
             warmup_steps=self.steps["warmup"],
-            final_lr_fraction=self.config.schedule.final_lr_fraction,
+            final_lr_fraction=final_lr_fraction,
         )
 
     def _step(self, state: dict, batch: dict) -> tuple[dict, dict]:
-        """The jitted train step at the configured peak learning rate."""
-        return self._step_fn(state, batch, self.peak_lr)
+        """The jitted train step at the configured schedule."""
+        return self._step_fn(state, batch, self.schedule_args)
+
+    def abstract_schedule_args(self) -> dict[str, jax.ShapeDtypeStruct]:
+        """Shapes and shardings of the step's schedule arguments (for lowering)."""
+        return {
+            k: jax.ShapeDtypeStruct((), jnp.float32, sharding=self._args_sharding)
+            for k in self.schedule_args
+        }
 
     def init_state(self) -> dict[str, Any]:
         """A freshly initialised train state, sharded as the trainer shards it."""
@@ -179,7 +201,7 @@ class Trainer:
     def apply_step(self, state: dict, batch: dict) -> tuple[dict, dict]:
         """One step of the compiled train step (`compile_step`) on a global batch:
         (new state, device metrics); `state` is donated. For benchmarks and tools."""
-        return self.compile_step()(state, batch, self.peak_lr)
+        return self.compile_step()(state, batch, self.schedule_args)
 
     def merge(self, params: Any) -> nnx.Module:
         """The NNX model holding `params` (a pure dict)."""
@@ -225,8 +247,8 @@ class Trainer:
         """The train step lowered and compiled ahead of time (allocating nothing), once:
         later calls, `run()` included, reuse it."""
         if self._compiled_step is None:
-            lr = jax.ShapeDtypeStruct((), jnp.float32, sharding=self._lr_sharding)
-            lowered = self._step_fn.lower(self.abstract_state, self.abstract_batch(), lr)
+            args = self.abstract_schedule_args()
+            lowered = self._step_fn.lower(self.abstract_state, self.abstract_batch(), args)
             self._compiled_step = lowered.compile()
         return self._compiled_step
 
@@ -450,7 +472,7 @@ class Trainer:
                 logging.info("SIGTERM: saved a checkpoint at step %d and stopping.", step)
                 return state, "preempted"
             batch = sharding.put_batch(next(data_iter), self.batch_sharding)
-            state, metrics = self._compiled_step(state, batch, self.peak_lr)
+            state, metrics = self._compiled_step(state, batch, self.schedule_args)
             log.push(step + 1, metrics)
             done = step + 1
             ckpt_due = every["checkpoint_every"] and done % every["checkpoint_every"] == 0

@@ -48,7 +48,7 @@ def make_schedule(
     peak_lr: float | jax.Array,
     total_steps: int,
     warmup_steps: int = 0,
-    final_lr_fraction: float = 0.0,
+    final_lr_fraction: float | jax.Array = 0.0,
 ) -> optax.Schedule:
     """Returns the named learning-rate schedule (step convention in the module docstring)."""
     if name not in SCHEDULES:
@@ -59,7 +59,8 @@ def make_schedule(
         raise ValueError(
             f"warmup_steps must be in [0, total_steps={total_steps}], got {warmup_steps}."
         )
-    if final_lr_fraction < 0:
+    traced = isinstance(final_lr_fraction, jax.Array)  # the trainer's step passes it traced
+    if not traced and final_lr_fraction < 0:
         raise ValueError(f"final_lr_fraction must be >= 0, got {final_lr_fraction}.")
     if not isinstance(peak_lr, jax.Array):  # a traced peak (the trainer's step) stays one
         peak_lr = float(peak_lr)

@@ -237,9 +237,18 @@ def test_epochs_resolve_against_the_dataset(tmp_path):
     assert t.steps["total"] == math.ceil(0.5 * t.task.num_train_examples / c.train.batch_size)
 
 
-def test_peak_lr_is_an_argument_of_the_compiled_step(tmp_path):
-    """Runs that differ only in optimizer.lr lower to the same program (an LR sweep
-    compiles its train step once), and the step applies the configured LR exactly."""
+def test_schedule_values_are_arguments_of_the_compiled_step(tmp_path):
+    """Runs that differ only in optimizer.lr and schedule.final_lr_fraction (an LR sweep
+    whose floor is absolute, as the small-scale proxies' is) lower to the same program,
+    and the step applies the configured LR exactly."""
+    texts = []
+    for lr in (1e-3, 4e-3):
+        c = tiny_config()
+        c.optimizer.lr, c.schedule.final_lr_fraction = lr, 1e-5 / lr
+        t = trainer_lib.Trainer(c, str(tmp_path / f"cosine{lr}"))
+        args = t.abstract_schedule_args()
+        texts.append(t._step_fn.lower(t.abstract_state, t.abstract_batch(), args).as_text())
+    assert texts[0] == texts[1]
     trainers = []
     for lr in (1e-3, 4e-3):
         c = tiny_config()
@@ -248,9 +257,9 @@ def test_peak_lr_is_an_argument_of_the_compiled_step(tmp_path):
         c.schedule.name = "constant"
         c.schedule.warmup_steps = 0
         trainers.append(trainer_lib.Trainer(c, str(tmp_path / str(lr))))
-    lr_arg = jax.ShapeDtypeStruct((), np.float32, sharding=trainers[0]._lr_sharding)
     texts = [
-        t._step_fn.lower(t.abstract_state, t.abstract_batch(), lr_arg).as_text() for t in trainers
+        t._step_fn.lower(t.abstract_state, t.abstract_batch(), t.abstract_schedule_args()).as_text()
+        for t in trainers
     ]
     assert texts[0] == texts[1]
     # Same init and batch: the Adam update direction is the same, so the parameter change
