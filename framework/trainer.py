@@ -21,6 +21,7 @@ files aside first.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from typing import Any
@@ -130,8 +131,10 @@ class Trainer:
         }
         self.batch_sharding = sharding.batch_sharding(self.mesh)
 
-        def init() -> dict[str, Any]:
-            params_key, train_key = jax.random.split(jax.random.key(config.seed))
+        # The seed is an argument of the compiled init (not a constant in it), so the points
+        # of a seed sweep share one init program through the persistent compilation cache.
+        def init(seed: jax.Array) -> dict[str, Any]:
+            params_key, train_key = jax.random.split(jax.random.key(seed))
             params = initial_params(task, params_key)
             return {
                 "step": jnp.zeros((), jnp.int32),
@@ -142,10 +145,12 @@ class Trainer:
 
         self.abstract_state = jax.tree.map(
             lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-            jax.eval_shape(init),
+            jax.eval_shape(init, np.int64(0)),
             self.state_sharding,
         )
-        self._init = jax.jit(init, out_shardings=self.state_sharding)
+        self._init = functools.partial(
+            jax.jit(init, out_shardings=self.state_sharding), np.int64(config.seed)
+        )
         # The schedule's values that a learning-rate sweep changes (the peak, and a final
         # fraction a config may derive from it) are arguments of the compiled step, not
         # constants in it, so the points of such a sweep share one program through the

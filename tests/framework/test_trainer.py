@@ -4,6 +4,7 @@ import json
 import math
 import os
 
+import chex
 import jax
 import numpy as np
 import pytest
@@ -235,6 +236,23 @@ def test_epochs_resolve_against_the_dataset(tmp_path):
     c.train.total_epochs = 0.5
     t = trainer_lib.Trainer(c, str(tmp_path))
     assert t.steps["total"] == math.ceil(0.5 * t.task.num_train_examples / c.train.batch_size)
+
+
+def test_seed_is_an_argument_of_the_compiled_init(tmp_path):
+    """Runs that differ only in the seed share one init program, and the seed still
+    decides the parameters, bitwise as a program with the seed as a constant would."""
+    trainers = []
+    for seed in (0, 7):
+        c = tiny_config()
+        c.seed = seed
+        trainers.append(trainer_lib.Trainer(c, str(tmp_path / str(seed))))
+    texts = [t._init.func.lower(np.int64(0)).as_text() for t in trainers]
+    assert texts[0] == texts[1]
+    for seed, t in zip((0, 7), trainers):
+        expected = jax.jit(lambda t=t, seed=seed: trainer_lib.initial_params(t.task, seed))()
+        chex.assert_trees_all_equal(t.init_state()["params"], expected)
+    a, b = (t.init_state()["params"]["embed"]["embedding"] for t in trainers)
+    assert not np.array_equal(a, b)
 
 
 def test_schedule_values_are_arguments_of_the_compiled_step(tmp_path):
