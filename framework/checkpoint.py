@@ -21,8 +21,10 @@ import jax
 import jax.numpy as jnp
 import orbax.checkpoint as ocp
 from absl import logging
+from etils import epath
 from jax.experimental import multihost_utils
 
+from framework import config as config_lib, files
 from framework.config import ConfigError
 from optim.param_groups import path_str
 
@@ -91,7 +93,7 @@ class Checkpointer:
         for step in reversed(self.all_steps()):
             state_dir = os.path.join(self.directory, str(step), "state")
             try:
-                saved = ocp.StandardCheckpointer().metadata(state_dir).item_metadata.tree
+                saved = saved_tree(state_dir)
             except Exception as e:  # noqa: BLE001 - unreadable metadata means corrupt
                 self._set_aside(step, e)
                 continue
@@ -158,11 +160,7 @@ class Checkpointer:
 def check_compatible(saved: Any, abstract_state: Any, directory: str, step: int) -> None:
     """Raises ConfigError if a checkpoint's arrays differ in paths or shapes from the run's."""
 
-    def shapes(tree: Any) -> dict[str, tuple]:
-        flat = jax.tree_util.tree_flatten_with_path(tree)[0]
-        return {path_str(path): tuple(x.shape) for path, x in flat}
-
-    have, want = shapes(saved), shapes(abstract_state)
+    have, want = _shapes(saved), _shapes(abstract_state)
     if have == want:
         return
     diff = sorted(set(have) ^ set(want)) or [k for k in want if have[k] != want[k]]
@@ -172,6 +170,12 @@ def check_compatible(saved: Any, abstract_state: Any, directory: str, step: int)
         f"({key}: saved {have.get(key, 'absent')}, this config {want.get(key, 'absent')}); "
         "use a new --workdir, or the config that wrote it."
     )
+
+
+def _shapes(tree: Any) -> dict[str, tuple]:
+    """{path: shape} of a tree of arrays (or of their metadata)."""
+    flat = jax.tree_util.tree_flatten_with_path(tree)[0]
+    return {path_str(path): tuple(x.shape) for path, x in flat}
 
 
 INTEGRITY = "integrity"  # the checkpoint item holding the digests
@@ -200,9 +204,10 @@ def digests(tree: Any) -> dict[str, list[int]]:
     return {path_str(path): [int(v) for v in d] for path, d in flat}
 
 
-def verify(tree: Any, saved: dict | None) -> str | None:
-    """None if `tree`'s digests equal `saved` (or nothing was saved), else the problem."""
-    if saved is None:
+def verify(tree: Any, saved: dict | None, partial: bool = False) -> str | None:
+    """None if `tree`'s digests equal `saved` (or nothing was saved), else the problem.
+    partial: `tree` may be a subset of what was saved."""
+    if not saved:
         return None
     now = digests(tree)
     for path, digest in now.items():
@@ -210,5 +215,142 @@ def verify(tree: Any, saved: dict | None) -> str | None:
             return (
                 f"array {path} differs from what was saved (digest mismatch): data changed on disk"
             )
-    missing = sorted(set(saved) - set(now))
+    missing = [] if partial else sorted(set(saved) - set(now))
     return f"the saved digests name arrays it lacks: {missing[:3]}" if missing else None
+
+
+# ---- loading a run's parameters ------------------------------------------------------
+
+
+def saved_tree(path: str) -> Any:
+    """The metadata tree (shapes, dtypes) of the pytree checkpoint at `path`."""
+    with ocp.StandardCheckpointer() as checkpointer:
+        return checkpointer.metadata(epath.Path(path)).item_metadata.tree
+
+
+def _replicated_target(tree_metadata: Any) -> Any:
+    """ShapeDtypeStructs of saved arrays, replicated on every device of this program."""
+    mesh = jax.sharding.Mesh(jax.devices(), ("all",))
+    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    return jax.tree.map(
+        lambda m: jax.ShapeDtypeStruct(tuple(m.shape), m.dtype, sharding=replicated),
+        tree_metadata,
+    )
+
+
+def _restore_subtree(path: str, key: str, target: Any | None) -> Any:
+    """The `key` subtree of the pytree checkpoint at `path` (no other array is read),
+    restored into `target` (abstract arrays with shardings; None: the saved shapes,
+    replicated). Raises ConfigError naming the first path or shape that differs."""
+    path = epath.Path(path)
+    saved = saved_tree(path)[key]
+    if target is None:
+        target = _replicated_target(saved)
+    else:
+        check_params_match(saved, target, path)
+    restore_args = ocp.checkpoint_utils.construct_restore_args({key: target})
+    args = ocp.args.PyTreeRestore(
+        item={key: target}, restore_args=restore_args, partial_restore=True
+    )
+    with ocp.PyTreeCheckpointer() as checkpointer:
+        return checkpointer.restore(path, args=args)[key]
+
+
+def check_params_match(saved: Any, target: Any, where: str) -> None:
+    """Raises ConfigError unless every array of `target` is in `saved` with its shape."""
+    have = _shapes(saved)
+    for name, shape in _shapes(target).items():
+        if have.get(name) != shape:
+            raise ConfigError(
+                f"{where} holds another architecture: parameter {name} is "
+                f"{have.get(name, 'absent')} there and {shape} here; load a run of the same "
+                "model, or leave that parameter freshly initialised (train.init_dont_load)."
+            )
+
+
+def _sources(workdir: str, which: str | int) -> list[tuple[str, int]]:
+    """(pytree checkpoint directory, step) holding `which` parameters, in the order to try."""
+    if which == "best":
+        record = files.read_json(os.path.join(workdir, "best.json"), None)
+        directory = os.path.abspath(os.path.join(workdir, "best"))
+        if not isinstance(record, dict) or record.get("step") is None:
+            raise ConfigError(
+                f"{workdir!r} kept no best parameters (train.best_metric was not set, or no "
+                "evaluation has run); use :latest or a step."
+            )
+        return [(os.path.join(directory, str(record["step"]), "default"), int(record["step"]))]
+    if which != "latest" and not str(which).isdigit():
+        raise ConfigError(f"which={which!r} must be 'best', 'latest' or a step number.")
+    directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
+    if not os.path.isdir(directory):
+        raise ConfigError(f"{workdir!r} has no checkpoints; train the run first.")
+    options = ocp.CheckpointManagerOptions(read_only=True, create=False)
+    manager = ocp.CheckpointManager(directory, item_names=("state",), options=options)
+    steps = sorted(manager.all_steps(), reverse=True)
+    manager.close()
+    if which != "latest":
+        if int(which) not in steps:
+            raise ConfigError(
+                f"{workdir!r} has no checkpoint at step {which}; it has {sorted(steps) or 'none'}."
+            )
+        steps = [int(which)]
+    if not steps:
+        raise ConfigError(f"{workdir!r} has no finished checkpoint; train the run first.")
+    return [(os.path.join(directory, str(s), "state"), s) for s in steps]
+
+
+def _saved_param_digests(source: str, workdir: str) -> dict:
+    """The digests saved with the parameters at `source` (keyed by parameter path)."""
+    if source.endswith("default"):  # best/<step>/default: best.json holds them
+        return (files.read_json(os.path.join(workdir, "best.json"), {}) or {}).get("digests") or {}
+    path = os.path.join(os.path.dirname(source), INTEGRITY)
+    if not os.path.isdir(path):
+        return {}
+    saved = ocp.JsonCheckpointHandler().restore(epath.Path(path)) or {}
+    return {k[len("params/") :]: v for k, v in saved.items() if k.startswith("params/")}
+
+
+def check_loadable(workdir: str, which: str | int, target: Any) -> None:
+    """Raises ConfigError unless `workdir` has `which` parameters that hold every array of
+    `target` with its shape (reads metadata only)."""
+    source, _ = _sources(workdir, which)[0]
+    try:
+        saved = saved_tree(source)
+    except Exception as e:  # noqa: BLE001 - an unreadable checkpoint is the user's to fix
+        raise ConfigError(f"cannot read {source}: {type(e).__name__}: {e}") from None
+    check_params_match(saved["params"], target, source)
+
+
+def restore_params(
+    workdir: str, which: str | int = "latest", target: Any = None
+) -> tuple[Any, int]:
+    """(params, step) of the run in `workdir`; see load_params for `which` and `target`."""
+    for source, step in _sources(workdir, which):
+        try:
+            params = _restore_subtree(source, "params", target)
+            problem = verify(params, _saved_param_digests(source, workdir), partial=True)
+        except ConfigError:
+            raise
+        except Exception as e:  # noqa: BLE001 - unreadable: the previous one, if allowed
+            problem = f"unreadable ({type(e).__name__}: {str(e).splitlines()[0][:200]})"
+        if problem is None:
+            return params, step
+        if which != "latest":
+            raise ConfigError(f"the parameters at step {step} in {source}: {problem}.")
+        logging.warning("checkpoint at step %d is %s; trying the previous one.", step, problem)
+    raise ConfigError(f"{workdir!r} has no readable checkpoint; train the run first.")
+
+
+def load_params(workdir: str, which: str | int = "latest", target: Any = None) -> tuple[Any, Any]:
+    """(config, params) of a finished or interrupted run, without building its task, data
+    pipeline or evaluators.
+
+    which: 'best' (the parameters train.best_metric kept), 'latest' (the newest checkpoint
+    whose digests verify; older ones are tried past an unreadable one, and nothing on disk
+    is moved), or a step. target: abstract parameters with shardings to restore into
+    (e.g. a trainer's, to place them on its mesh); only the arrays it names are read.
+    Default: the saved tree, replicated on this program's devices. Every problem is a
+    ConfigError naming it."""
+    config = config_lib.saved_config(workdir)
+    params, _ = restore_params(workdir, which, target)
+    return config, params

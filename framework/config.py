@@ -149,6 +149,7 @@ def base_config() -> ConfigDict:
             grad_clip_norm=1.0,
             lr_multipliers=(),  # ((regex, multiplier), ...)
             eps_multipliers=(),  # adamw: ((regex, m), ...): that tensor's eps is eps * m
+            freeze="",  # regex: matching parameters get no updates and no optimizer state
         )
     )
     c.schedule = ConfigDict(
@@ -181,6 +182,13 @@ def base_config() -> ConfigDict:
             early_stop_patience=0,  # stop after N evaluations without improvement; 0: never
             log_tensor_rms=False,  # log grad_rms/<param> and update_rms/<param> (trainer)
             plot_losses=True,  # WORKDIR/loss.png at the end (sweeps whose report draws: False)
+            # Start from another run's parameters: 'WORKDIR[:best|latest|STEP]' (default
+            # latest); parameters matching init_dont_load (a regex) stay freshly initialised.
+            init_from="",
+            init_dont_load="",
+            # JAX's persistent compilation cache: '' = <workdir's parent>/jax_cache,
+            # 'none' = off, or a directory (framework/compilation_cache.py).
+            compilation_cache="",
         )
     )
     c.mesh = ConfigDict(dict(data=-1, fsdp=1, tensor=1, rules="dp"))
@@ -309,17 +317,47 @@ def _flatten(tree: Mapping, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def _newest_saved(workdir: str) -> dict | None:
+    """The config dict of the workdir's newest saved config (config.json, or the newest
+    config.<step>.json a resume with a changed config wrote); None when there is none."""
+    saved = [n for n in os.listdir(workdir) if re.fullmatch(r"config(\.\d+)?\.json", n)]
+    if not saved:
+        return None
+    newest = max(saved, key=lambda n: int(n.split(".")[1]) if n.count(".") == 2 else -1)
+    old = files.read_json(os.path.join(workdir, newest), {})
+    if not isinstance(old, dict) or not isinstance(old.get("config"), dict):
+        return None
+    return old["config"]
+
+
+def saved_config(workdir: str) -> ConfigDict:
+    """The config a run in `workdir` trained with (its newest saved one), on top of its
+    task's `default_config()` (or the engine's defaults), so keys added since the run
+    have their default values.
+
+    Raises ConfigError when `workdir` is not a run's workdir."""
+    if not os.path.isdir(workdir):
+        raise ConfigError(f"{workdir!r} does not exist; give the workdir of a training run.")
+    saved = _newest_saved(workdir)
+    if saved is None:
+        raise ConfigError(
+            f"{workdir!r} has no readable config.json; is it a training run's workdir?"
+        )
+    task = load_module(str(saved.get("task", "framework.tasks.lm")), "task")
+    make_default = getattr(task, "default_config", None)
+    config = make_default() if callable(make_default) else base_config()
+    with config.unlocked():
+        config.update(saved)
+    return config
+
+
 def changed_keys(config: ConfigDict, workdir: str) -> list[str]:
     """Dotted keys whose values differ from the workdir's saved config.json (its newest
     config.<step>.json if a resume changed it); [] when there is none."""
-    saved = [n for n in os.listdir(workdir) if re.fullmatch(r"config(\.\d+)?\.json", n)]
-    if not saved:
+    saved = _newest_saved(workdir)
+    if saved is None:
         return []
-    newest = max(saved, key=lambda n: int(n.split(".")[1]) if n.count(".") == 2 else -1)
-    old = files.read_json(os.path.join(workdir, newest), {})
-    if not isinstance(old, dict) or "config" not in old:
-        return []
-    have, want = _flatten(old["config"]), _flatten(to_dict(config))
+    have, want = _flatten(saved), _flatten(to_dict(config))
     return sorted(k for k in set(have) | set(want) if have.get(k) != want.get(k))
 
 

@@ -4,16 +4,15 @@
         [--prompt=...] [--temperature=0.8] [--top_k=40] [--top_p=0.95] \\
         [--max_new_tokens=100] [--num_samples=2] [--seed=0] [--stop="\\n"]
 
-The run is rebuilt from `WORKDIR/config.json` (the task's `default_config()` updated
-with the saved values) and its parameters are restored read-only from the newest
-readable checkpoint. A missing workdir, config or checkpoint prints one line
-`error: ...` and exits 2. `sample_from_workdir` is the same as a library call.
+The run is rebuilt from its saved config (`config.saved_config`: the task's
+`default_config()` updated with the saved values) and its parameters are restored
+read-only from the newest readable checkpoint (`checkpoint.restore_params`). A missing
+workdir, config or checkpoint prints one line `error: ...` and exits 2.
+`sample_from_workdir` is the same as a library call.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -39,38 +38,19 @@ class SampleError(ValueError):
 
 def load_run(workdir: str) -> tuple[Any, Any, Any]:
     """(model, tokenizer, trainer) of a run, with params from its newest checkpoint."""
-    import orbax.checkpoint as ocp
+    from framework import checkpoint, config as config_lib, trainer as trainer_lib
 
-    from framework import config as config_lib, trainer as trainer_lib
-
-    if not os.path.isdir(workdir):
-        raise SampleError(f"workdir {workdir!r} does not exist.")
-    path = os.path.join(workdir, "config.json")
-    if not os.path.isfile(path):
-        raise SampleError(f"{path} is missing; is {workdir!r} a training run's workdir?")
-    with open(path) as f:
-        saved = json.load(f)["config"]
-    config = config_lib.load_module(saved["task"], "task").default_config()
-    with config.unlocked():
-        config.update(saved)
+    try:
+        config = config_lib.saved_config(workdir)
+    except config_lib.ConfigError as e:
+        raise SampleError(str(e)) from None
     # Sample on this machine's devices, whatever mesh trained the run (orbax reshards).
     config.mesh.update(dict(data=-1, fsdp=1, tensor=1, rules="dp"))
     trainer = trainer_lib.Trainer(config, workdir)
-    ckpt_dir = os.path.abspath(os.path.join(workdir, "checkpoints"))
-    params = None
-    if os.path.isdir(ckpt_dir):
-        options = ocp.CheckpointManagerOptions(read_only=True, create=False)
-        manager = ocp.CheckpointManager(ckpt_dir, item_names=("state", "data"), options=options)
-        args = ocp.args.Composite(state=ocp.args.StandardRestore(trainer.abstract_state))
-        for step in sorted(manager.all_steps(), reverse=True):
-            try:
-                params = manager.restore(step, args=args)["state"]["params"]
-                break
-            except Exception:  # noqa: BLE001 - an unreadable checkpoint: try the previous one
-                continue
-        manager.close()
-    if params is None:
-        raise SampleError(f"no readable checkpoint in {ckpt_dir}; train the run first.")
+    try:
+        params, _ = checkpoint.restore_params(workdir, "latest", trainer.abstract_state["params"])
+    except config_lib.ConfigError as e:
+        raise SampleError(str(e)) from None
     return trainer.merge(params), trainer.task.tokenizer, trainer
 
 

@@ -57,6 +57,9 @@ class TrainStep:
             (loss, metrics), grads = grad_fn(params, batch, rng, step)
         else:
             loss, metrics, grads = self._accumulate(grad_fn, params, batch, rng, step)
+        if self.config.optimizer.freeze:  # frozen: no update, and not in grad_norm
+            trainable = optim.trainable_mask(params, self.config.optimizer.freeze)
+            grads = jax.tree.map(lambda g, t: g if t else jnp.zeros_like(g), grads, trainable)
         grad_norm = optax.tree.norm(grads)
         schedule = self.make_schedule(**schedule_args)
         tx = optim.build_optimizer(self.config.optimizer, schedule, params)

@@ -38,11 +38,13 @@ from jax.sharding import NamedSharding, PartitionSpec
 import optim
 from framework import (
     checkpoint,
+    compilation_cache,
     config as config_lib,
     dry_run,
     early_stopping,
     evaluators as evaluators_lib,
     files,
+    init_from,
     metrics as metrics_lib,
     preemption,
     sharding,
@@ -60,6 +62,7 @@ class Trainer:
     def __init__(self, config: ml_collections.ConfigDict, workdir: str):
         config_lib.validate(config)
         workdir_lib.check_usable(workdir)
+        compilation_cache.enable(workdir, config.train.compilation_cache)
         self.config = config
         self.workdir = workdir
         self.task = config_lib.load_class(config.task, "Task", "task")(config)
@@ -269,21 +272,14 @@ class Trainer:
         Writes the metrics to metrics.jsonl and merges them into result.json's
         'eval' (e.g. evaluations added to a finished run's config).
         """
-        if not os.path.isdir(os.path.join(self.workdir, "checkpoints")):
-            raise config_lib.ConfigError(f"{self.workdir} has no checkpoints to evaluate.")
         with workdir_lib.lock(self.workdir):
-            ckpt = checkpoint.Checkpointer(self.workdir, keep=self.config.train.keep_checkpoints)
-            try:
-                restored = ckpt.restore_latest(self.abstract_state, iter(self.train_dataset()))
-            finally:
-                ckpt.close()
-            if restored is None:
-                raise config_lib.ConfigError(f"{self.workdir} has no readable checkpoint.")
-            state, step = restored
+            params, step = checkpoint.restore_params(
+                self.workdir, "latest", self.abstract_state["params"]
+            )
             writer = metrics_lib.MetricWriter(self.workdir)
             results = {}
             for name, evaluator in self.evaluators.items():
-                results[name] = evaluator(state["params"])
+                results[name] = evaluator(params)
                 writer.write(step, name, results[name])
                 logging.info("eval %s @ %d: %s", name, step, _fmt(results[name]))
             writer.close()
@@ -309,6 +305,9 @@ class Trainer:
             report = self.memory_report(self.compile_step())
             if not report["fits"]:
                 raise config_lib.ConfigError(dry_run.fit_error(report))
+            cfg = self.config.train
+            if cfg.init_from and (restart or not self._has_checkpoints()):  # nothing written yet
+                init_from.check(cfg.init_from, cfg.init_dont_load, self.abstract_state["params"])
             with workdir_lib.lock(self.workdir):
                 if restart and jax.process_index() == 0:
                     moved = workdir_lib.move_aside(self.workdir)
@@ -383,7 +382,22 @@ class Trainer:
             )
         if had_checkpoints:
             logging.warning("no readable checkpoint in %s; starting from scratch.", ckpt.directory)
-        return self._init(), 0, iter(dataset)  # an iterator untouched by any failed restore
+        return self._initial_state(), 0, iter(dataset)  # untouched by any failed restore
+
+    def _has_checkpoints(self) -> bool:
+        """Whether the workdir holds checkpoints of its own (a resume, not a start)."""
+        directory = os.path.join(self.workdir, "checkpoints")
+        return os.path.isdir(directory) and any(n.isdigit() for n in os.listdir(directory))
+
+    def _initial_state(self) -> dict[str, Any]:
+        """The state at step 0: fresh, with train.init_from's parameters loaded."""
+        state = self._init()
+        cfg = self.config.train
+        if cfg.init_from:
+            state["params"] = init_from.load(
+                cfg.init_from, cfg.init_dont_load, state["params"], self.abstract_state["params"]
+            )
+        return state
 
     def _report_finished(self, step: int, result_path: str) -> None:
         changed = config_lib.changed_keys(self.config, self.workdir)

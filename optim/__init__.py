@@ -8,6 +8,7 @@ from optim.param_groups import (
     lr_multiplier_tree,
     param_paths,
     path_str,
+    trainable_mask,
 )
 from optim.schedules import make_schedule
 
@@ -20,4 +21,5 @@ __all__ = [
     "param_paths",
     "path_str",
     "scale_by_adam_atan2",
+    "trainable_mask",
 ]

@@ -27,6 +27,10 @@ change there does not change the optimizer-state structure):
                update = -lr_t * m_p * u - (lr_t / lr) * wd * theta
                i.e. the decay follows the schedule's shape but not its peak LR nor m_p.
 
+With ``freeze`` (a regex), the chain is wrapped in ``optax.multi_transform``: matching
+parameters get ``set_to_zero`` updates and no state at all (no Adam moments), and the
+chain (its clipping norm included) sees only the trained ones.
+
 ``lr`` (cfg) must equal the schedule's peak; it is only used as eta_max for
 independent decay. ``mask`` is ``decay_mask(params, decay_exclude)``: parameters
 with ndim >= 2 whose path does not match ``decay_exclude``.
@@ -42,7 +46,7 @@ import jax
 import optax
 
 from optim.adam_atan2 import scale_by_adam_atan2
-from optim.param_groups import _all_paths, decay_mask, describe_groups, path_str
+from optim.param_groups import _all_paths, decay_mask, describe_groups, path_str, trainable_mask
 
 OPTIMIZERS = ("adamw", "adam_atan2", "sgd", "adafactor")
 WEIGHT_DECAY_MODES = ("decoupled", "independent")
@@ -68,6 +72,7 @@ OPTIMIZER_DEFAULTS: dict[str, Any] = {
     "grad_clip_norm": 1.0,
     "lr_multipliers": (),
     "eps_multipliers": (),
+    "freeze": "",
 }
 
 
@@ -182,9 +187,16 @@ def build_optimizer(
         # (the moments are stored divided by m and m^2). optax's Adam has one scalar eps.
         inverse = [(regex, 1.0 / float(m)) for regex, m in c["eps_multipliers"]]
         core = optax.chain(_lr_multiplier_transform(params, inverse), core)
-    return optax.named_chain(
+    chain = optax.named_chain(
         ("clip", optax.clip_by_global_norm(clip) if clip > 0 else optax.identity()),
         ("core", core),
         *tail,
         ("lr", optax.scale_by_learning_rate(schedule)),
     )
+    if not c["freeze"]:
+        return chain
+    # Frozen parameters: zero updates and no state (the chain sees them as MaskedNodes,
+    # so they hold no moments and do not count in the clipping norm).
+    trainable = trainable_mask(params, str(c["freeze"]))
+    labels = lambda tree: jax.tree.map(lambda t: "train" if t else "frozen", trainable)
+    return optax.multi_transform({"train": chain, "frozen": optax.set_to_zero()}, labels)

@@ -113,3 +113,19 @@ def decay_mask(params: PyTree, exclude_regex: str = "") -> PyTree:
         return pattern is None or not pattern.search(path_str(key_path))
 
     return jax.tree_util.tree_map_with_path(keep, params)
+
+
+def trainable_mask(params: PyTree, freeze_regex: str = "") -> PyTree:
+    """Returns a bool pytree: False where the path matches `freeze_regex` (frozen)."""
+    if not freeze_regex:
+        return jax.tree_util.tree_map(lambda _: True, params)
+    paths = _all_paths(params)
+    pattern = _compile(freeze_regex, paths, "optimizer.freeze")
+    if all(pattern.search(p) for p in paths):
+        raise ValueError(
+            f"optimizer.freeze regex {freeze_regex!r} matches every parameter: nothing would "
+            "train (narrow the regex)."
+        )
+    return jax.tree_util.tree_map_with_path(
+        lambda key_path, _: not pattern.search(path_str(key_path)), params
+    )

@@ -102,11 +102,12 @@ def session_artifact(tmp_path_factory, name: str, build) -> str:
 
 def tiny_lm_config():
     """The shared tiny LM run's config: quickstart size=tiny, 20 steps, checkpoints and
-    an evaluation every 10 steps."""
+    an evaluation every 10 steps, the best validation loss's parameters kept."""
     from configs import quickstart
 
     c = quickstart.get_config("size=tiny,steps=20")
     c.train.update(checkpoint_every_steps=10, eval_every_steps=10, plot_losses=False)
+    c.train.best_metric = "val/loss"
     return c
 
 

@@ -83,28 +83,13 @@ def finished_runs(roots: Sequence[str]) -> list[str]:
 
 def _params(trainer: Any, run_dir: str) -> tuple[Any, str, int]:
     """The best-validation parameters if the run kept them, else the newest checkpoint's."""
-    from framework import checkpoint, early_stopping
+    from framework import checkpoint, files
 
-    cfg = trainer.config.train
-    best_json = os.path.join(run_dir, "best.json")
-    if cfg.best_metric and os.path.exists(best_json):
-        with open(best_json) as f:
-            step = json.load(f).get("step")
-        if step is not None:
-            keeper = early_stopping.BestKeeper(run_dir, cfg.best_metric, cfg.best_mode)
-            try:
-                return keeper.restore(trainer.abstract_state["params"]), "best", int(step)
-            finally:
-                keeper.close()
-    ckpt = checkpoint.Checkpointer(run_dir, keep=cfg.keep_checkpoints)
-    try:
-        restored = ckpt.restore_latest(trainer.abstract_state, iter(trainer.train_dataset()))
-    finally:
-        ckpt.close()
-    if restored is None:
-        raise FileNotFoundError(f"{run_dir} has neither best/ parameters nor a checkpoint.")
-    state, step = restored
-    return state["params"], "final", int(step)
+    best = files.read_json(os.path.join(run_dir, "best.json"), None)
+    kept = isinstance(best, dict) and best.get("step") is not None
+    which = "best" if trainer.config.train.best_metric and kept else "latest"
+    params, step = checkpoint.restore_params(run_dir, which, trainer.abstract_state["params"])
+    return params, {"best": "best", "latest": "final"}[which], step
 
 
 def evaluate_run(

@@ -178,21 +178,9 @@ def _subprocess_env(workdir: str, parallel: int) -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join(filter(None, (REPO, env.get("PYTHONPATH"))))
     if parallel > 1:  # runs share the accelerator: no up-front memory grab
         env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
-    # Points share compiled programs through JAX's persistent cache (e.g. init and eval,
-    # which do not depend on a swept learning rate): about 1.5 s less per point on CPU.
-    env.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(os.path.abspath(workdir), "jax_cache"))
-    env.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+    # Points share compiled programs through JAX's persistent cache in DIR/jax_cache: each
+    # point's trainer picks it (train.compilation_cache's default: the workdir's parent).
     return env
-
-
-def _share_compilation_cache(workdir: str) -> None:
-    """Inline points: this process uses DIR/jax_cache unless a cache is configured."""
-    import jax
-
-    if jax.config.jax_compilation_cache_dir is None:
-        cache = os.path.join(os.path.abspath(workdir), "jax_cache")
-        jax.config.update("jax_compilation_cache_dir", cache)
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
 
 class _Progress:
@@ -304,7 +292,6 @@ def _run_points(sweep, queue, workdir, parallel, progress) -> list[dict[str, Any
 
 def _run_points_inline(sweep, queue, workdir, progress) -> list[dict[str, Any]]:
     """Runs `queue`'s points one after another in this process."""
-    _share_compilation_cache(workdir)
     for n, i in enumerate(queue):
         ran = _run_inline(sweep, i, workdir)
         if ran is None:

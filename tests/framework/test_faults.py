@@ -31,6 +31,7 @@ CLI = [
     f"--config.train.checkpoint_every_steps={CKPT}",
     "--config.train.eval_every_steps=10",
     "--config.train.plot_losses=false",
+    "--config.train.best_metric=val/loss",
 ]
 
 
