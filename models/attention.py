@@ -22,6 +22,20 @@ if TYPE_CHECKING:
     from models.transformer import TransformerConfig
 
 
+def key_mask(
+    key_mask_BS: jax.Array | None = None, segment_ids_BT: jax.Array | None = None
+) -> jax.Array | None:
+    """bool [B,1,T,S]: the keys each query may see besides causality (unmasked keys of its
+    own segment), or None when every key may be seen."""
+    mask_B1TS = None
+    if key_mask_BS is not None:
+        mask_B1TS = key_mask_BS[:, None, None, :].astype(bool)
+    if segment_ids_BT is not None:  # packed examples: a block-diagonal mask
+        same_B1TS = (segment_ids_BT[:, :, None] == segment_ids_BT[:, None, :])[:, None]
+        mask_B1TS = same_B1TS if mask_B1TS is None else mask_B1TS & same_B1TS
+    return mask_B1TS
+
+
 def attend(
     q_BTNH: jax.Array,
     k_BSNH: jax.Array,
@@ -29,17 +43,24 @@ def attend(
     *,
     causal: bool = True,
     key_mask_BS: jax.Array | None = None,
+    segment_ids_BT: jax.Array | None = None,
     implementation: str | None = None,
 ) -> jax.Array:
     """Scaled dot-product attention of queries over keys and values; returns [B,T,N,H].
 
     causal: query t sees keys 0..t only (T == S). key_mask_BS: bool [B,S], False keys get
-    zero weight (a query with no unmasked key gets an arbitrary finite mix). The softmax
-    is in float32; implementation: jax.nn.dot_product_attention's ('xla', 'cudnn', None).
+    zero weight (a query with no unmasked key gets an arbitrary finite mix).
+    segment_ids_BT: int [B,T] (T == S), a query sees only keys of its own segment (several
+    examples packed in one row). The softmax is in float32; implementation:
+    jax.nn.dot_product_attention's ('xla', 'cudnn', None).
     """
-    mask_B11S = None if key_mask_BS is None else key_mask_BS[:, None, None, :].astype(bool)
     return jax.nn.dot_product_attention(
-        q_BTNH, k_BSNH, v_BSNH, mask=mask_B11S, is_causal=causal, implementation=implementation
+        q_BTNH,
+        k_BSNH,
+        v_BSNH,
+        mask=key_mask(key_mask_BS, segment_ids_BT),
+        is_causal=causal,
+        implementation=implementation,
     )
 
 
@@ -49,18 +70,20 @@ def max_attention_logit(
     *,
     causal: bool = True,
     key_mask_BS: jax.Array | None = None,
+    segment_ids_BT: jax.Array | None = None,
 ) -> jax.Array:
     """Largest attention logit q.k/sqrt(H) over batch, heads and attended positions.
 
     The instability probe of Wortsman et al. (2023, Sec. 3.1.1): without qk-norm these
     logits grow at high learning rates until the softmax saturates. Recomputes the
     scores (the fused attention call does not return them); no gradient flows. Counts
-    the keys `attend` would weigh with the same causal/key_mask_BS."""
+    the keys `attend` would weigh with the same causal/key_mask_BS/segment_ids_BT."""
     H, T, S = q_BTNH.shape[-1], q_BTNH.shape[1], k_BSNH.shape[1]
     s_BNTS = jnp.einsum("BTNH,BSNH->BNTS", q_BTNH, k_BSNH, preferred_element_type=jnp.float32)
     keep_TS = jnp.tril(jnp.ones((T, S), bool)) if causal else jnp.ones((T, S), bool)
-    if key_mask_BS is not None:
-        keep_TS = keep_TS & key_mask_BS[:, None, None, :].astype(bool)  # -> [B,1,T,S]
+    mask_B1TS = key_mask(key_mask_BS, segment_ids_BT)
+    if mask_B1TS is not None:
+        keep_TS = keep_TS & mask_B1TS  # -> [B,1,T,S]
     return jax.lax.stop_gradient(jnp.max(jnp.where(keep_TS, s_BNTS, -jnp.inf)) * H**-0.5)
 
 
@@ -100,15 +123,17 @@ class Attention(nnx.Module):
         probe: bool = False,
         *,
         key_mask_BS: jax.Array | None = None,
+        segment_ids_BT: jax.Array | None = None,
     ) -> Any:
         """Attends over the sequence (causally unless causal=False); returns the
         out-projection [B,T,D].
 
         key_mask_BS: optional bool [B,T], False marks padding keys (given zero weight).
+        segment_ids_BT: optional int [B,T]: attention stays within each segment.
         probe: also return the largest attention logit (see max_attention_logit)."""
         q_BTNH, k_BTNH, v_BTNH = self._qkv(x_BTD, positions_BT)
         impl = None if self.cfg.attention_impl == "auto" else self.cfg.attention_impl
-        mask = dict(causal=self.causal, key_mask_BS=key_mask_BS)
+        mask = dict(causal=self.causal, key_mask_BS=key_mask_BS, segment_ids_BT=segment_ids_BT)
         out_BTD = self.o_proj(attend(q_BTNH, k_BTNH, v_BTNH, **mask, implementation=impl))
         if not probe:
             return out_BTD

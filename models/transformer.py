@@ -193,8 +193,10 @@ class Block(nnx.Module):
         deterministic: bool = True,
         key: jax.Array | None = None,
         probe: bool = False,
+        segment_ids_BT: jax.Array | None = None,
     ) -> tuple[jax.Array, dict[str, jax.Array]]:
-        """Returns (the updated residual stream [B,T,D], probes); key seeds residual dropout.
+        """Returns (the updated residual stream [B,T,D], probes); key seeds residual dropout;
+        segment_ids_BT keeps attention within packed examples.
 
         probes is {} or, with probe=True, {'attn_logit_max': scalar}."""
         key_attn = key_mlp = None
@@ -202,7 +204,7 @@ class Block(nnx.Module):
             key_attn, key_mlp = jax.random.split(key)
         drop = lambda y, k: self.dropout(y, deterministic=deterministic, rngs=k)
         h_BTD = self.norm(x_BTD) if self.parallel else self.attn_norm(x_BTD)
-        attn = self.attn(h_BTD, positions_BT, probe=probe)
+        attn = self.attn(h_BTD, positions_BT, probe=probe, segment_ids_BT=segment_ids_BT)
         attn_BTD, probes = (attn[0], {"attn_logit_max": attn[1]}) if probe else (attn, {})
         attn_BTD = drop(attn_BTD, key_attn)
         if self.parallel:
@@ -229,9 +231,17 @@ def _run_block(
     key: jax.Array | None,
     det: bool,
     probe: bool,
+    segment_ids_BT: jax.Array | None = None,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """Applies one block (a free function so that nnx.remat/nnx.scan can wrap it)."""
-    x_BTD, probes = block(constrain(x_BTD), positions_BT, deterministic=det, key=key, probe=probe)
+    x_BTD, probes = block(
+        constrain(x_BTD),
+        positions_BT,
+        deterministic=det,
+        key=key,
+        probe=probe,
+        segment_ids_BT=segment_ids_BT,
+    )
     return constrain(x_BTD), probes
 
 
@@ -293,11 +303,15 @@ class Transformer(nnx.Module):
         tokens_BT: jax.Array,
         *,
         positions_BT: jax.Array | None = None,
+        segment_ids_BT: jax.Array | None = None,
         deterministic: bool = True,
         rngs: nnx.Rngs | None = None,
         return_probes: bool = False,
     ) -> Any:
         """Maps int tokens [B,T] to float32 next-token logits [B,T,V].
+
+        Several examples packed in a row: segment_ids_BT (int [B,T]) keeps attention
+        within each, and positions_BT restarts at 0 at each one's first token.
 
         return_probes: return (logits, probes) with probes['attn_logit_max'] of shape
         [L], each layer's largest attention logit (max_attention_logit)."""
@@ -322,7 +336,7 @@ class Transformer(nnx.Module):
         x_BTD = self.embed_dropout(x_BTD, deterministic=deterministic, rngs=key_emb)
 
         block_fn = lambda block, x, key: _run_block(
-            block, x, positions_BT, key, deterministic, return_probes
+            block, x, positions_BT, key, deterministic, return_probes, segment_ids_BT
         )
         if cfg.remat:
             block_fn = nnx.remat(block_fn)

@@ -1,5 +1,7 @@
-"""Language modelling: next-token cross-entropy with optional z-loss, a loss
-mask and per-example weights, over packed text from data/."""
+"""Language modelling: next-token cross-entropy with optional z-loss, a loss mask and
+per-example weights, over packed text, prompt/completion examples or token files
+(`data.format`, data/text.py and data/examples.py); examples with an 'advantage' train
+with the policy-gradient objective instead."""
 
 from __future__ import annotations
 
@@ -12,13 +14,16 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 from absl import logging
 from flax import nnx
 
-from data import text as text_data, tokenizers
+from data import examples, text as text_data, tokenizers
 from framework import config as config_lib
 from framework.tasks import base
 from models import transformer
+
+FORMATS = ("text", "examples", "tokens")
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -28,7 +33,12 @@ def default_config() -> ml_collections.ConfigDict:
     c.model = ml_collections.ConfigDict(dataclasses.asdict(transformer.TransformerConfig()))
     c.data = ml_collections.ConfigDict(
         dict(
-            path="",  # '' = the embedded corpus; else a text file or a folder of .txt files
+            # text: '' = the embedded corpus, else a .txt file or a folder of them;
+            # examples: a JSONL file; tokens: a .npy file or a folder of them
+            path="",
+            format="text",  # text | examples | tokens (data/examples.py)
+            pack_examples=True,  # examples: several per row (segment ids) or one per row
+            tokens_vocab_size=0,  # tokens: the vocabulary the token files use (<= 65,536)
             tokenizer="byte",  # byte | sentencepiece
             sentencepiece_model="",
             seq_len=128,
@@ -86,6 +96,25 @@ def cross_entropy_loss(
     return ce + zl, metrics
 
 
+def policy_gradient_loss(
+    logits_BTV: jax.Array, targets_BT: jax.Array, advantage_BT: jax.Array, counted_BT: jax.Array
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """-sum(advantage * log p(target)) / (number of counted tokens): REINFORCE with signed
+    per-token advantages, normalised by the token count (never by the sum of the possibly
+    negative advantages), so gradient accumulation weighted by '_weight' stays exact."""
+    counted_BT = counted_BT.astype(jnp.float32)
+    logp_BTV = jax.nn.log_softmax(logits_BTV.astype(jnp.float32), axis=-1)
+    logp_BT = jnp.take_along_axis(logp_BTV, targets_BT[..., None], axis=-1)[..., 0]
+    count = jnp.maximum(counted_BT.sum(), 1.0)
+    objective = -(advantage_BT * logp_BT * counted_BT).sum() / count
+    metrics = {
+        "pg_objective": objective,
+        "advantage_mean": (advantage_BT * counted_BT).sum() / count,
+        "_weight": counted_BT.sum(),
+    }
+    return objective, metrics
+
+
 class Task(base.Task):
     """Decoder-only LM on text (the embedded corpus or files)."""
 
@@ -100,7 +129,17 @@ class Task(base.Task):
             raise config_lib.ConfigError(f"model: {e}") from None
         d = config.data
         tokenizer = tokenizers.make_tokenizer(d.tokenizer, d.sentencepiece_model)
-        if tokenizer.vocab_size > self.model_config.vocab_size:
+        if d.format not in FORMATS:
+            raise config_lib.ConfigError(
+                f"data.format={d.format!r} is not one of {', '.join(FORMATS)}."
+            )
+        vocab = d.tokens_vocab_size if d.format == "tokens" else tokenizer.vocab_size
+        if d.format == "tokens" and vocab > self.model_config.vocab_size:
+            raise config_lib.ConfigError(
+                f"model.vocab_size={self.model_config.vocab_size} is smaller than the token "
+                f"files' vocabulary data.tokens_vocab_size={vocab}; raise model.vocab_size."
+            )
+        if d.format != "tokens" and tokenizer.vocab_size > self.model_config.vocab_size:
             raise config_lib.ConfigError(
                 f"model.vocab_size={self.model_config.vocab_size} is smaller than the "
                 f"{d.tokenizer} tokenizer's {tokenizer.vocab_size}; raise model.vocab_size."
@@ -109,25 +148,48 @@ class Task(base.Task):
             raise config_lib.ConfigError(
                 f"data.seq_len={d.seq_len} exceeds model.max_len={self.model_config.max_len}."
             )
-        self.data = text_data.load_lm_data(
+        self.data = self._load_data(tokenizer)
+        self.tokenizer = tokenizer
+
+    def _load_data(self, tokenizer: tokenizers.Tokenizer) -> Any:
+        """Train/val rows for data.format (packed text, examples or token files)."""
+        d, seed = self.config.data, self.config.seed
+        try:
+            if d.format == "examples":
+                return examples.load_examples(
+                    d.path,
+                    tokenizer,
+                    d.seq_len,
+                    packed=d.pack_examples,
+                    val_fraction=d.val_fraction,
+                )
+            if d.format == "tokens":
+                return examples.load_tokens(
+                    d.path, d.tokens_vocab_size, d.seq_len, val_fraction=d.val_fraction
+                )
+        except examples.DataError as e:
+            raise config_lib.ConfigError(str(e)) from None
+        return text_data.load_lm_data(
             d.path,
             tokenizer=tokenizer,
             seq_len=d.seq_len,
             val_fraction=d.val_fraction,
             embedded_chars=d.embedded_chars,
-            seed=config.seed,
+            seed=seed,
         )
-        self.tokenizer = tokenizer
 
     def build_model(self, rngs: nnx.Rngs) -> nnx.Module:
         """The transformer of config.model."""
         return transformer.Transformer(self.model_config, rngs=rngs)
 
     def loss(self, model, batch, rng):
-        """Cross-entropy (+ z-loss) of the model's next-token predictions (+ probes)."""
+        """Cross-entropy (+ z-loss) of the model's next-token predictions (+ probes); with
+        an 'advantage' per token, the policy-gradient objective (policy_gradient_loss)."""
         probe = self.config.probes.attention_logits
         out = model(
             batch["inputs"],
+            positions_BT=batch.get("positions"),
+            segment_ids_BT=batch.get("segment_ids"),
             deterministic=rng is None,
             rngs=None if rng is None else nnx.Rngs(dropout=rng),
             return_probes=probe,
@@ -140,6 +202,11 @@ class Task(base.Task):
             batch.get("weights"),
             z_loss=self.config.loss.z_loss,
         )
+        if "advantage" in batch:
+            objective, pg_metrics = policy_gradient_loss(
+                logits_BTV, batch["targets"], batch["advantage"], batch["mask"] > 0
+            )
+            metrics.update(pg_metrics)
         if probe:
             logit_max_L = probes["attn_logit_max"]
             metrics["attn_logit_max"] = jnp.max(logit_max_L)
@@ -148,9 +215,11 @@ class Task(base.Task):
         return objective, metrics
 
     def train_dataset(self, *, batch_size, seed, shard_index, shard_count):
-        """Shuffled, endlessly repeated packed training sequences."""
-        return text_data.make_lm_dataset(
-            self.data.train,
+        """Shuffled, endlessly repeated training rows."""
+        rows = self.data.train
+        make = text_data.make_lm_dataset if isinstance(rows, np.ndarray) else examples.make_dataset
+        return make(
+            rows,
             batch_size=batch_size,
             seed=seed,
             shuffle=True,
@@ -160,13 +229,15 @@ class Task(base.Task):
         )
 
     def eval_batches(self, split, *, batch_size, shard_index, shard_count) -> Iterator[Any]:
-        """One ordered pass over the validation sequences."""
+        """One ordered pass over the validation rows."""
         if split != "val":
             return super().eval_batches(
                 split, batch_size=batch_size, shard_index=shard_index, shard_count=shard_count
             )
-        ds = text_data.make_lm_dataset(
-            self.data.val,
+        rows = self.data.val
+        make = text_data.make_lm_dataset if isinstance(rows, np.ndarray) else examples.make_dataset
+        ds = make(
+            rows,
             batch_size=batch_size,
             seed=0,
             shuffle=False,
@@ -178,8 +249,8 @@ class Task(base.Task):
 
     @functools.cached_property
     def num_train_examples(self) -> int:
-        """Packed training sequences per epoch."""
-        return len(self.data.train)
+        """Training rows per epoch."""
+        return self.data.num_train_examples
 
     def items_per_example(self) -> int:
         """Tokens per sequence."""
