@@ -76,8 +76,9 @@ def _field(record: dict, name: str, kinds: tuple, where: str, default: Any = _RE
     return value
 
 
-def read_examples(path: str) -> list[Example]:
-    """The examples of a JSONL file; raises DataError naming file:line and the field."""
+def read_records(path: str) -> list[tuple[str, dict]]:
+    """(where = 'file:line', object) for every non-blank JSONL line; DataError naming the
+    line for one that is not a JSON object."""
     p = pathlib.Path(path)
     if not p.is_file():
         raise DataError(f"Examples file {path!r} does not exist; pass a JSONL file.")
@@ -94,31 +95,40 @@ def read_examples(path: str) -> list[Example]:
                     f"{where}: not valid JSON ({e.msg}); fix or remove the line."
                 ) from None
             if not isinstance(record, dict):
-                raise DataError(
-                    f"{where}: a line must be a JSON object with 'prompt' and 'completion'."
-                )
-            weight = float(_field(record, "weight", (int, float), where, 1.0))
-            if not math.isfinite(weight) or weight < 0:
-                raise DataError(
-                    f"{where}: 'weight' must be finite and >= 0, got {weight}; signed rewards "
-                    "go in 'advantage'."
-                )
-            advantage = _field(record, "advantage", (int, float), where, None)
-            if advantage is not None:
-                advantage = float(advantage)
-                if not math.isfinite(advantage):
-                    raise DataError(f"{where}: 'advantage' must be finite, got {advantage}.")
-            out.append(
-                Example(
-                    prompt=_field(record, "prompt", (str,), where),
-                    completion=_field(record, "completion", (str,), where),
-                    weight=weight,
-                    advantage=advantage,
-                    line=n,
-                )
-            )
+                raise DataError(f"{where}: a line must be a JSON object.")
+            out.append((where, record))
     if not out:
         raise DataError(f"Examples file {path!r} has no examples; add JSONL lines.")
+    return out
+
+
+def field(record: dict, name: str, kinds: tuple, where: str, default: Any = None) -> Any:
+    """record[name] checked to be one of `kinds`; `default` when absent (None: required)."""
+    return _field(record, name, kinds, where, _REQUIRED if default is None else default)
+
+
+def read_examples(path: str) -> list[Example]:
+    """The examples of a JSONL file; raises DataError naming file:line and the field."""
+    out = []
+    for where, record in read_records(path):
+        weight = float(_field(record, "weight", (int, float), where, 1.0))
+        if not math.isfinite(weight) or weight < 0:
+            raise DataError(
+                f"{where}: 'weight' must be finite and >= 0, got {weight}; signed rewards "
+                "go in 'advantage'."
+            )
+        advantage = _field(record, "advantage", (int, float), where, None)
+        if advantage is not None and not math.isfinite(advantage):
+            raise DataError(f"{where}: 'advantage' must be finite, got {advantage}.")
+        out.append(
+            Example(
+                prompt=_field(record, "prompt", (str,), where),
+                completion=_field(record, "completion", (str,), where),
+                weight=weight,
+                advantage=None if advantage is None else float(advantage),
+                line=int(where.rsplit(":", 1)[1]),
+            )
+        )
     return out
 
 
@@ -194,7 +204,7 @@ class ExampleData:
         return len(self.train["inputs"])
 
 
-def _split(rows: dict[str, np.ndarray], val_fraction: float, source: str) -> ExampleData:
+def split_rows(rows: dict[str, np.ndarray], val_fraction: float, source: str) -> ExampleData:
     """The last `val_fraction` of the rows (at least one when > 0) are validation."""
     n = len(rows["inputs"])
     n_val = math.ceil(n * val_fraction) if val_fraction > 0 else 0
@@ -214,7 +224,7 @@ def load_examples(
 ) -> ExampleData:
     """Reads, tokenises and packs a JSONL file; the last val_fraction of rows is val."""
     rows = pack(read_examples(path), tokenizer, seq_len, packed=packed, path=path)
-    return _split(rows, val_fraction, repr(path))
+    return split_rows(rows, val_fraction, repr(path))
 
 
 def read_token_files(path: str, vocab_size: int) -> list[np.ndarray]:
@@ -264,7 +274,7 @@ def load_tokens(path: str, vocab_size: int, seq_len: int, *, val_fraction: float
         "targets": chunks[:, 1:],
         "mask": np.ones((n, seq_len), np.float32),
     }
-    return _split(rows, val_fraction, f"token data {path!r}")
+    return split_rows(rows, val_fraction, f"token data {path!r}")
 
 
 def _gather(rows: dict[str, np.ndarray], batch_size: int, idx_B: np.ndarray) -> dict:

@@ -1,13 +1,24 @@
 """Evaluators named in `config.evals`: each entry's `kind` is a module path
 defining `Evaluator(name, cfg, task, ctx)`, called with the parameters to evaluate
 and returning {metric: float}. `EvalContext` is what the trainer hands every
-evaluator; `EvaluatorBase` reads the common config keys. This module's own
-Evaluator averages the task's loss metrics over an evaluation split."""
+evaluator; `EvaluatorBase` reads the common config keys:
+
+    batch_size   0 = the training batch size
+    every_steps  0 = train.eval_every's cadence; N = every N steps (and at the end)
+    final_only   True: only when training ends
+
+and knows the step it evaluates (`self.step`), so it can write per-example outputs to
+`<workdir>/eval/<name>/<step>.jsonl` (`write_outputs`). This module's own Evaluator
+averages the task's loss metrics over an evaluation split; `CollectingEvaluator` is the
+base for metrics that are not batch means (AUROC, pass@k): it collects per-example
+values over the split, then computes."""
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+import json
+import os
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -15,7 +26,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from framework import sharding
+from framework import files, sharding
 from framework.config import ConfigError
 from framework.metrics import accumulate, finalize, reduces_by_max
 
@@ -31,6 +42,7 @@ class EvalContext:
     # The parameters at step 0, exactly as the trainer initializes them (its compiled
     # init program, so an evaluator comparing against W0 compiles no init of its own).
     initial_params: Callable[[], Any]
+    workdir: str = ""  # the run's workdir: per-example outputs go below it
 
 
 class EvaluatorBase:
@@ -43,6 +55,35 @@ class EvaluatorBase:
         self.name, self.task, self.ctx = name, task, ctx
         self.batch_size = int(cfg.get("batch_size", 0)) or ctx.train_batch_size
         self.batch_sharding = sharding.batch_sharding(ctx.mesh)
+        self.every_steps = int(cfg.get("every_steps", 0))
+        self.final_only = bool(cfg.get("final_only", False))
+        if self.every_steps < 0:
+            raise ConfigError(f"evals.{name}.every_steps={self.every_steps} must be >= 0.")
+        self.step: int | None = None  # the step being evaluated (the trainer sets it)
+
+    def due(self, step: int, default_every: int) -> bool:
+        """Whether this evaluator runs at `step` during training (all run at the end)."""
+        every = self.every_steps or default_every
+        return not self.final_only and bool(every) and step % every == 0
+
+    def run_at(self, params: Any, step: int) -> dict[str, float]:
+        """Evaluates `params` as the parameters of `step`."""
+        self.step = step
+        return self(params)
+
+    def output_path(self) -> str:
+        """`<workdir>/eval/<name>/<step>.jsonl`: this evaluation's per-example outputs."""
+        step = "unknown" if self.step is None else str(self.step)
+        return os.path.join(self.ctx.workdir, "eval", self.name, f"{step}.jsonl")
+
+    def write_outputs(self, rows: Sequence[Mapping[str, Any]]) -> str | None:
+        """Writes per-example rows (JSON objects) atomically; returns the path (process 0)."""
+        if jax.process_index() != 0 or not self.ctx.workdir:
+            return None
+        path = self.output_path()
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        files.atomic_write_text(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+        return path
 
     def __call__(self, params: Any) -> dict[str, float]:
         """Evaluates `params`; returns {metric: value}."""
@@ -107,3 +148,51 @@ class Evaluator(EvaluatorBase):
         sums, total = host
         means = finalize(sums, max(float(total), 1e-12))
         return {k: float(np.asarray(v)) for k, v in means.items()}
+
+
+class CollectingEvaluator(EvaluatorBase):
+    """Collects per-example values over a split, then computes metrics from all of them.
+
+    Subclasses define `collect(model, batch) -> {name: [B, ...] array}` (traced, jitted;
+    a '_valid' [B] entry marks real rows, padding rows are dropped) and `compute(values:
+    {name: np.ndarray}) -> {metric: float}` (host side, e.g. eval_metrics.auroc)."""
+
+    def __init__(
+        self, name: str, cfg: ml_collections.ConfigDict, task: Any, ctx: EvalContext
+    ) -> None:
+        super().__init__(name, cfg, task, ctx)
+        self.split = cfg.get("split", "val")
+        merge = ctx.merge
+        self._collect = jax.jit(
+            lambda params, batch: self.collect(merge(params), batch),
+            in_shardings=(ctx.params_sharding, self.batch_sharding),
+        )
+
+    def collect(self, model: Any, batch: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
+        """Per-example values of one batch (see the class docstring)."""
+        raise NotImplementedError
+
+    def compute(self, values: dict[str, np.ndarray]) -> dict[str, float]:
+        """Metrics from every example's values."""
+        raise NotImplementedError
+
+    def __call__(self, params: Any) -> dict[str, float]:
+        """Collects over the split (this process's rows; one process) and computes."""
+        count = jax.process_count()
+        batches = self.task.eval_batches(
+            self.split,
+            batch_size=self.batch_size // count,
+            shard_index=jax.process_index(),
+            shard_count=count,
+        )
+        parts: dict[str, list[np.ndarray]] = {}
+        for batch in batches:
+            out = jax.device_get(
+                self._collect(params, sharding.put_batch(batch, self.batch_sharding))
+            )
+            valid = np.asarray(out.pop("_valid", np.ones(len(next(iter(out.values())))))) > 0
+            for k, v in out.items():
+                parts.setdefault(k, []).append(np.asarray(v)[valid])
+        if not parts:
+            raise ValueError(f"evaluator {self.name!r}: split {self.split!r} gave no batches.")
+        return self.compute({k: np.concatenate(v) for k, v in parts.items()})

@@ -80,6 +80,7 @@ class Trainer:
             merge=self.merge,
             train_batch_size=self.batch_size,
             initial_params=lambda: self._init()["params"],
+            workdir=workdir,
         )
         self.evaluators = {
             name: config_lib.load_class(ev.kind, "Evaluator", f"evals.{name}.kind")(
@@ -279,7 +280,7 @@ class Trainer:
             writer = metrics_lib.MetricWriter(self.workdir)
             results = {}
             for name, evaluator in self.evaluators.items():
-                results[name] = evaluator(params)
+                results[name] = evaluator.run_at(params, step)
                 writer.write(step, name, results[name])
                 logging.info("eval %s @ %d: %s", name, step, _fmt(results[name]))
             writer.close()
@@ -459,7 +460,7 @@ class Trainer:
         if status != "preempted":
             ckpt.save(final_step, state, data_iter)
             if self.evaluators and status == "done":
-                self._evaluate(final_step, state, evals, writer, best)
+                self._evaluate(final_step, state, evals, writer, best, final=True)
             self.task.on_train_end(self.merge(state["params"]), self.workdir)
         ckpt.wait()
         result = self._result(
@@ -475,8 +476,11 @@ class Trainer:
         return result
 
     def _eval_due(self, step: int) -> bool:
+        """Whether any evaluator runs at `step` before the end (see EvaluatorBase.due)."""
         every = self.steps["eval_every"]
-        return bool(every) and step % every == 0 and step < self.steps["total"]
+        return step < self.steps["total"] and any(
+            e.due(step, every) for e in self.evaluators.values()
+        )
 
     def _train_steps(
         self, state, start, data_iter, ckpt, stop, log, evals, best
@@ -507,20 +511,25 @@ class Trainer:
                         return state, "early_stopped"
         return state, "done"
 
-    def _evaluate(self, step, state, evals, writer, best) -> bool:
-        """Runs the evaluators at `step`; True when early stopping says to stop."""
+    def _evaluate(self, step, state, evals, writer, best, final=False) -> bool:
+        """Runs the evaluators due at `step` (all of them when `final`); True when early
+        stopping says to stop."""
+        ran = {}
         for name, evaluator in self.evaluators.items():
-            evals[name] = evaluator(state["params"])
-            writer.write(step, name, evals[name])
-            logging.info("eval %s @ %d: %s", name, step, _fmt(evals[name]))
+            if final or evaluator.due(step, self.steps["eval_every"]):
+                ran[name] = evals[name] = evaluator.run_at(state["params"], step)
+                writer.write(step, name, ran[name])
+                logging.info("eval %s @ %d: %s", name, step, _fmt(ran[name]))
         writer.flush()
-        return best is not None and best.update(step, evals, state["params"])
+        if best is None or best.evaluator not in ran:
+            return False
+        return best.update(step, ran, state["params"])
 
     def _best_result(self, best: early_stopping.BestKeeper, writer) -> dict[str, Any]:
         """result.json's 'best': the best evaluation and the evaluators re-run on its params."""
         params = best.restore(self.abstract_state["params"])
         out = dict(best.state)
-        out["eval"] = {n: e(params) for n, e in self.evaluators.items()}
+        out["eval"] = {n: e.run_at(params, best.state["step"]) for n, e in self.evaluators.items()}
         for name, metrics in out["eval"].items():
             writer.write(best.state["step"], f"{name}@best", metrics)
         return out

@@ -315,6 +315,32 @@ class Transformer(nnx.Module):
 
         return_probes: return (logits, probes) with probes['attn_logit_max'] of shape
         [L], each layer's largest attention logit (max_attention_logit)."""
+        hidden_BTD, out = self.encode(
+            tokens_BT,
+            positions_BT=positions_BT,
+            segment_ids_BT=segment_ids_BT,
+            deterministic=deterministic,
+            rngs=rngs,
+            return_probes=return_probes,
+        )
+        logits_BTV = self.unembed_logits(hidden_BTD)
+        return (logits_BTV, out) if return_probes else logits_BTV
+
+    def encode(
+        self,
+        tokens_BT: jax.Array,
+        *,
+        positions_BT: jax.Array | None = None,
+        segment_ids_BT: jax.Array | None = None,
+        deterministic: bool = True,
+        rngs: nnx.Rngs | None = None,
+        return_probes: bool = False,
+        return_blocks: bool = False,
+    ) -> tuple[jax.Array, dict[str, jax.Array]]:
+        """(the final normed hidden state [B,T,D], intermediates): what heads read.
+
+        intermediates: 'attn_logit_max' [L] with return_probes; 'blocks' [L,B,T,D], each
+        block's output (the residual stream after it), with return_blocks."""
         cfg = self.cfg
         B, T = tokens_BT.shape
         if cfg.max_len < T:
@@ -335,22 +361,23 @@ class Transformer(nnx.Module):
         x_BTD = self.embed_tokens(tokens_BT, positions_BT)
         x_BTD = self.embed_dropout(x_BTD, deterministic=deterministic, rngs=key_emb)
 
-        block_fn = lambda block, x, key: _run_block(
-            block, x, positions_BT, key, deterministic, return_probes, segment_ids_BT
-        )
+        def block_fn(block: Block, x: jax.Array, key: jax.Array | None) -> Any:
+            x, out = _run_block(
+                block, x, positions_BT, key, deterministic, return_probes, segment_ids_BT
+            )
+            return x, ({**out, "blocks": x} if return_blocks else out)
+
         if cfg.remat:
             block_fn = nnx.remat(block_fn)
         if cfg.scan_layers:
-            x_BTD, probes = self._scan_blocks(block_fn, x_BTD, keys_L)
+            x_BTD, out = self._scan_blocks(block_fn, x_BTD, keys_L)
         else:
             per_layer = []
             for i, block in enumerate(self.blocks):
-                x_BTD, p = block_fn(block, x_BTD, None if keys_L is None else keys_L[i])
-                per_layer.append(p)
-            probes = jax.tree.map(lambda *xs: jnp.stack(xs), *per_layer)
-
-        logits_BTV = self.unembed_logits(self.final_norm(x_BTD))
-        return (logits_BTV, probes) if return_probes else logits_BTV
+                x_BTD, o = block_fn(block, x_BTD, None if keys_L is None else keys_L[i])
+                per_layer.append(o)
+            out = jax.tree.map(lambda *xs: jnp.stack(xs), *per_layer)
+        return self.final_norm(x_BTD), out
 
     def _scan_blocks(
         self, block_fn: Any, x_BTD: jax.Array, keys_L: jax.Array | None

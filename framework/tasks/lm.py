@@ -119,6 +119,7 @@ class Task(base.Task):
     """Decoder-only LM on text (the embedded corpus or files)."""
 
     items_name = "tokens"
+    formats = FORMATS  # the data.format values this task reads
 
     def __init__(self, config: ml_collections.ConfigDict):
         super().__init__(config)
@@ -129,9 +130,9 @@ class Task(base.Task):
             raise config_lib.ConfigError(f"model: {e}") from None
         d = config.data
         tokenizer = tokenizers.make_tokenizer(d.tokenizer, d.sentencepiece_model)
-        if d.format not in FORMATS:
+        if d.format not in self.formats:
             raise config_lib.ConfigError(
-                f"data.format={d.format!r} is not one of {', '.join(FORMATS)}."
+                f"data.format={d.format!r} is not one of {', '.join(self.formats)}."
             )
         vocab = d.tokens_vocab_size if d.format == "tokens" else tokenizer.vocab_size
         if d.format == "tokens" and vocab > self.model_config.vocab_size:
