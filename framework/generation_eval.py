@@ -1,0 +1,107 @@
+"""A generic generation evaluator (`kind='framework.generation_eval'`): sample N
+completions per prompt with the shared sampler, verify each, and report
+
+    accuracy     the fraction of all samples the verifier accepts
+    pass@k       for each k in `k` (<= N), the unbiased estimator averaged over prompts
+    maj@N        majority vote (if the verifier defines extract_answer): the fraction of
+                 prompts whose most common answer is a correct one
+    invalid      the fraction of samples with no answer (extract_answer returns None)
+
+Config keys (besides EvaluatorBase's): prompts (a JSONL file; each line an object with
+'prompt' and whatever the verifier reads, e.g. 'answer'), verifier (a module path
+defining `is_correct(record, text) -> bool` and optionally `extract_answer(text)`),
+num_samples (N), k (a tuple), temperature, top_k, max_new_tokens, stop (stop strings),
+max_prompts (0 = all), rows (sampled rows per sampler call), seed. Every sample is
+written to `<workdir>/eval/<name>/<step>.jsonl` with its verdict and answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+
+from data import examples
+from framework import config as config_lib, eval_metrics, evaluators, sampling
+from framework.config import ConfigError
+
+
+class Evaluator(evaluators.EvaluatorBase):
+    """Samples, verifies and scores (see the module docstring)."""
+
+    def __init__(
+        self, name: str, cfg: ml_collections.ConfigDict, task: Any, ctx: evaluators.EvalContext
+    ) -> None:
+        super().__init__(name, cfg, task, ctx)
+        where = f"evals.{name}"
+        if not cfg.get("verifier"):
+            raise ConfigError(f"{where}.verifier is not set; name a verifier module.")
+        self.verifier = config_lib.load_module(str(cfg.verifier), f"{where}.verifier")
+        if not callable(getattr(self.verifier, "is_correct", None)):
+            raise ConfigError(
+                f"{where}.verifier={cfg.get('verifier')!r} defines no is_correct(record, text)."
+            )
+        try:
+            records = [r for _, r in examples.read_records(str(cfg.get("prompts", "")))]
+            for n, r in enumerate(records, start=1):
+                examples.field(r, "prompt", (str,), f"{cfg.get('prompts')}:{n}")
+        except examples.DataError as e:
+            raise ConfigError(f"{where}.prompts: {e}") from None
+        self.records = records[: int(cfg.get("max_prompts", 0)) or None]
+        self.n = int(cfg.get("num_samples", 1))
+        self.ks = tuple(int(k) for k in cfg.get("k", (1,)) if int(k) <= self.n)
+        self.knobs = dict(
+            temperature=float(cfg.get("temperature", 1.0)),
+            top_k=int(cfg.get("top_k", 0)),
+            max_new_tokens=int(cfg.get("max_new_tokens", 64)),
+            stop_strings=tuple(cfg.get("stop", ())),
+        )
+        self.rows = int(cfg.get("rows", 64))
+        self.seed = int(cfg.get("seed", 0))
+
+    def _sample(self, model: Any, prompts: Sequence[str]) -> list[str]:
+        """Texts for `prompts` in chunks of `rows` (the last padded, so one program)."""
+        texts: list[str] = []
+        for c, start in enumerate(range(0, len(prompts), self.rows)):
+            chunk = list(prompts[start : start + self.rows])
+            pad = self.rows - len(chunk) if len(prompts) > self.rows else 0
+            key = jax.random.fold_in(jax.random.key(self.seed), c)
+            out = sampling.generate(
+                model, self.task.tokenizer, chunk + chunk[:1] * pad, rng=key, **self.knobs
+            )
+            texts += list(out.texts[: len(chunk)])
+        return texts
+
+    def __call__(self, params: Any) -> dict[str, float]:
+        """Samples N per prompt (prompt-major rows), verifies, scores, writes samples."""
+        model = self.ctx.merge(params)
+        prompts = [r["prompt"] for r in self.records for _ in range(self.n)]
+        texts = self._sample(model, prompts)
+        extract = getattr(self.verifier, "extract_answer", None)
+        rows, correct, majority = [], [], []
+        for p, record in enumerate(self.records):
+            mine = texts[p * self.n : (p + 1) * self.n]
+            verdicts = [bool(self.verifier.is_correct(record, t)) for t in mine]
+            answers = [extract(t) for t in mine] if extract else [None] * self.n
+            correct.append(verdicts)
+            if extract:
+                vote = eval_metrics.majority_vote(answers)
+                majority.append(vote is not None and verdicts[answers.index(vote)])
+            rows += [
+                dict(prompt=p, sample=i, text=t, correct=v, answer=_jsonable(a))
+                for i, (t, v, a) in enumerate(zip(mine, verdicts, answers))
+            ]
+        self.write_outputs(rows)
+        out = {"accuracy": float(np.mean(correct))}
+        out.update({f"pass@{k}": eval_metrics.mean_pass_at_k(correct, k) for k in self.ks})
+        if extract:
+            out[f"maj@{self.n}"] = float(np.mean(majority))
+            out["invalid"] = float(np.mean([r["answer"] is None for r in rows]))
+        return out
+
+
+def _jsonable(answer: Any) -> Any:
+    return answer if answer is None or isinstance(answer, int | float | str | bool) else str(answer)
