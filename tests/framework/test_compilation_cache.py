@@ -14,7 +14,8 @@ from tests.conftest import ROOT, cli_env, tiny_lm_config
 
 def test_second_in_process_train_hits_the_persistent_cache(tmp_path):
     c = tiny_lm_config()
-    c.train.update(total_steps=4, checkpoint_every_steps=0, eval_every_steps=2, best_metric="")
+    c.train.update(total_steps=2, checkpoint_every_steps=0, eval_every_steps=0, best_metric="")
+    c.evals = {}
     c.seed = 11  # programs of their own, not compiled by another test of the session
     c.model.d_ff = 40
     events: list[str] = []
@@ -25,7 +26,7 @@ def test_second_in_process_train_hits_the_persistent_cache(tmp_path):
     assert launch.run(c, str(tmp_path / "second")).code == 0
     hits = events.count("/jax/compilation_cache/cache_hits")
     assert "/jax/compilation_cache/cache_misses" in first  # the first run compiled
-    assert hits >= 3 and "/jax/compilation_cache/cache_misses" not in events, events
+    assert hits >= 2 and "/jax/compilation_cache/cache_misses" not in events, events  # init, step
 
 
 def test_library_sets_the_cache_beside_the_workdir(tmp_path):

@@ -66,6 +66,7 @@ def test_classifier_head_separates_a_toy(tiny_lm_run, tmp_path):
     (tmp_path / "cls.jsonl").write_text("\n".join(lines) + "\n")
     path = str(tmp_path / "cls.jsonl")
     c = head_config(heads.classify_default_config, path, tiny_lm_run, "class_head")
+    c.train.update(total_steps=20, eval_every_steps=0)
     outcome = launch.run(c, str(tmp_path / "cls"))
     assert outcome.code == 0, outcome
     assert outcome.result["eval"]["val"]["accuracy"] == 1.0, outcome.result["eval"]

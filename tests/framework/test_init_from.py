@@ -109,7 +109,9 @@ def test_interrupted_init_from_run_resumes_from_its_own_checkpoint(tiny_lm_run, 
     assert whole.result["train"]["loss"] == resumed.result["train"]["loss"]
 
 
-def test_init_from_bad_sources_are_one_line_errors_and_write_nothing(tiny_lm_run, tmp_path):
+def test_bad_sources_and_freeze_regexes_are_one_line_errors_and_write_nothing(
+    tiny_lm_run, tmp_path
+):
     cases = {
         "holds another architecture: parameter blocks/0/attn/k_proj/kernel is (32,": dict(
             model=dict(d_model=16)
@@ -118,6 +120,9 @@ def test_init_from_bad_sources_are_one_line_errors_and_write_nothing(tiny_lm_run
         "has no checkpoint at step 3": dict(train=dict(init_from=f"{tiny_lm_run}:3")),
         "kept no best parameters": dict(train=dict(init_from=f"{tmp_path}/empty:best")),
         "has no checkpoints": dict(train=dict(init_from=str(tmp_path / "empty"))),
+        "optimizer.freeze regex 'no_such' matches no parameter": dict(
+            optimizer=dict(freeze="no_such")
+        ),
     }
     (tmp_path / "empty").mkdir()
     for i, (message, change) in enumerate(cases.items()):
