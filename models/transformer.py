@@ -298,31 +298,13 @@ class Transformer(nnx.Module):
 
         return create(rngs)
 
-    def __call__(
-        self,
-        tokens_BT: jax.Array,
-        *,
-        positions_BT: jax.Array | None = None,
-        segment_ids_BT: jax.Array | None = None,
-        deterministic: bool = True,
-        rngs: nnx.Rngs | None = None,
-        return_probes: bool = False,
-    ) -> Any:
-        """Maps int tokens [B,T] to float32 next-token logits [B,T,V].
-
-        Several examples packed in a row: segment_ids_BT (int [B,T]) keeps attention
-        within each, and positions_BT restarts at 0 at each one's first token.
+    def __call__(self, tokens_BT: jax.Array, *, return_probes: bool = False, **kwargs: Any) -> Any:
+        """Maps int tokens [B,T] to float32 next-token logits [B,T,V]; kwargs are
+        `encode`'s (positions_BT, segment_ids_BT for packed examples, deterministic, rngs).
 
         return_probes: return (logits, probes) with probes['attn_logit_max'] of shape
         [L], each layer's largest attention logit (max_attention_logit)."""
-        hidden_BTD, out = self.encode(
-            tokens_BT,
-            positions_BT=positions_BT,
-            segment_ids_BT=segment_ids_BT,
-            deterministic=deterministic,
-            rngs=rngs,
-            return_probes=return_probes,
-        )
+        hidden_BTD, out = self.encode(tokens_BT, return_probes=return_probes, **kwargs)
         logits_BTV = self.unembed_logits(hidden_BTD)
         return (logits_BTV, out) if return_probes else logits_BTV
 
@@ -338,6 +320,9 @@ class Transformer(nnx.Module):
         return_blocks: bool = False,
     ) -> tuple[jax.Array, dict[str, jax.Array]]:
         """(the final normed hidden state [B,T,D], intermediates): what heads read.
+
+        Several examples packed in a row: segment_ids_BT (int [B,T]) keeps attention
+        within each, and positions_BT restarts at 0 at each one's first token.
 
         intermediates: 'attn_logit_max' [L] with return_probes; 'blocks' [L,B,T,D], each
         block's output (the residual stream after it), with return_blocks."""
