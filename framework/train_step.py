@@ -4,6 +4,7 @@ step's metrics (grad/param norms, learning rate, optional per-tensor RMS probes)
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -42,8 +43,14 @@ class TrainStep:
         with partitioning.activation_sharding(self.mesh, sharding.ACTIVATION_RULES):
             return self._step(state, batch, schedule_args)
 
-    def _loss(self, params: Any, batch: dict, rng: jax.Array, step: jax.Array) -> Any:
-        loss, metrics = self.task.loss(self.merge(params), batch, rng)
+    def _loss(
+        self, params: Any, batch: dict, rng: jax.Array, step: jax.Array, reference: Any = None
+    ) -> Any:
+        if reference is None:
+            loss, metrics = self.task.loss(self.merge(params), batch, rng)
+        else:  # a task with a reference run gets its (frozen) model too
+            ref_model = self.merge(jax.lax.stop_gradient(reference))
+            loss, metrics = self.task.loss(self.merge(params), batch, rng, reference=ref_model)
         nan_at = self.config.debug.nan_at_step
         if nan_at >= 0:  # fault injection, to test the NaN guard end to end
             loss = loss * jnp.where(step + 1 == nan_at, jnp.nan, 1.0)
@@ -52,7 +59,8 @@ class TrainStep:
     def _step(self, state: dict, batch: dict, schedule_args: dict) -> tuple[dict, dict]:
         step, params = state["step"], state["params"]
         rng = jax.random.fold_in(jax.random.wrap_key_data(state["rng"]), step)
-        grad_fn = jax.value_and_grad(self._loss, has_aux=True)
+        loss_fn = functools.partial(self._loss, reference=state.get("reference"))
+        grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
         if self.config.train.grad_accum_steps == 1:
             (loss, metrics), grads = grad_fn(params, batch, rng, step)
         else:
@@ -68,10 +76,10 @@ class TrainStep:
         finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
         keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
         new_state = {
+            **state,  # the rng, and a reference run's parameters, unchanged
             "step": step + 1,
             "params": keep(new_params, params),
             "opt_state": keep(opt_state, state["opt_state"]),
-            "rng": state["rng"],
         }
         metrics = {k: v for k, v in metrics.items() if not k.startswith("_")}
         if self.config.train.log_tensor_rms:

@@ -133,6 +133,11 @@ class Trainer:
             ),
             "rng": replicated,
         }
+        # A task with a reference run (e.g. a KL penalty to it) carries its parameters
+        # in the state: frozen, sharded like the params, checkpointed (exact resume).
+        self.reference = getattr(task, "reference_run", "")
+        if self.reference:
+            self.state_sharding["reference"] = params_sharding
         self.batch_sharding = sharding.batch_sharding(self.mesh)
 
         # The seed is an argument of the compiled init (not a constant in it), so the points
@@ -140,12 +145,15 @@ class Trainer:
         def init(seed: jax.Array) -> dict[str, Any]:
             params_key, train_key = jax.random.split(jax.random.key(seed))
             params = initial_params(task, params_key)
-            return {
+            state = {
                 "step": jnp.zeros((), jnp.int32),
                 "params": params,
                 "opt_state": self.tx.init(params),
                 "rng": jax.random.key_data(train_key),
             }
+            if self.reference:  # filled from the reference run by _initial_state
+                state["reference"] = params
+            return state
 
         self.abstract_state = jax.tree.map(
             lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
@@ -307,8 +315,13 @@ class Trainer:
             if not report["fits"]:
                 raise config_lib.ConfigError(dry_run.fit_error(report))
             cfg = self.config.train
-            if cfg.init_from and (restart or not self._has_checkpoints()):  # nothing written yet
-                init_from.check(cfg.init_from, cfg.init_dont_load, self.abstract_state["params"])
+            if restart or not self._has_checkpoints():  # checked before anything is written
+                if cfg.init_from:
+                    init_from.check(
+                        cfg.init_from, cfg.init_dont_load, self.abstract_state["params"]
+                    )
+                if self.reference:
+                    init_from.check(self.reference, "", self.abstract_state["params"])
             with workdir_lib.lock(self.workdir):
                 if restart and jax.process_index() == 0:
                     moved = workdir_lib.move_aside(self.workdir)
@@ -397,6 +410,10 @@ class Trainer:
         if cfg.init_from:
             state["params"] = init_from.load(
                 cfg.init_from, cfg.init_dont_load, state["params"], self.abstract_state["params"]
+            )
+        if self.reference:
+            state["reference"] = init_from.load(
+                self.reference, "", state["reference"], self.abstract_state["params"]
             )
         return state
 

@@ -46,7 +46,10 @@ def default_config() -> ml_collections.ConfigDict:
             embedded_chars=1_000_000,
         )
     )
-    c.loss = ml_collections.ConfigDict(dict(z_loss=0.0))
+    # kl_to: a reference run ('WORKDIR[:best|latest|STEP]') whose parameters the state
+    # carries frozen; kl_coef * KL(policy || reference) over the loss-bearing tokens is
+    # added to the objective (e.g. to keep a policy-gradient run near its start).
+    c.loss = ml_collections.ConfigDict(dict(z_loss=0.0, kl_to="", kl_coef=0.0))
     # attention_logits: log each layer's largest attention logit q.k/sqrt(d) as
     # 'attn_logit_max/<layer>' (and the max over layers as 'attn_logit_max').
     c.probes = ml_collections.ConfigDict(dict(attention_logits=False))
@@ -113,6 +116,18 @@ def policy_gradient_loss(
         "_weight": counted_BT.sum(),
     }
     return objective, metrics
+
+
+def kl_divergence(
+    logits_BTV: jax.Array, ref_logits_BTV: jax.Array, w_BT: jax.Array | None
+) -> jax.Array:
+    """Weighted mean over tokens of KL(p || q) = sum_v p_v (log p_v - log q_v), p the
+    policy's next-token distribution and q the reference's (exact, over the vocabulary)."""
+    logp_BTV = jax.nn.log_softmax(logits_BTV.astype(jnp.float32), axis=-1)
+    logq_BTV = jax.nn.log_softmax(ref_logits_BTV.astype(jnp.float32), axis=-1)
+    kl_BT = (jnp.exp(logp_BTV) * (logp_BTV - logq_BTV)).sum(-1)
+    w_BT = jnp.ones(kl_BT.shape) if w_BT is None else w_BT.astype(jnp.float32)
+    return (kl_BT * w_BT).sum() / jnp.maximum(w_BT.sum(), 1.0)
 
 
 class Task(base.Task):
@@ -183,9 +198,15 @@ class Task(base.Task):
         """The transformer of config.model."""
         return transformer.Transformer(self.model_config, rngs=rngs)
 
-    def loss(self, model, batch, rng):
+    @property
+    def reference_run(self) -> str:
+        """The run the trainer carries as a frozen reference (loss.kl_to), or ''."""
+        return self.config.loss.get("kl_to", "")
+
+    def loss(self, model, batch, rng, reference=None):
         """Cross-entropy (+ z-loss) of the model's next-token predictions (+ probes); with
-        an 'advantage' per token, the policy-gradient objective (policy_gradient_loss)."""
+        an 'advantage' per token, the policy-gradient objective (policy_gradient_loss);
+        with a reference model (loss.kl_to), + kl_coef * KL(policy || reference)."""
         probe = self.config.probes.attention_logits
         out = model(
             batch["inputs"],
@@ -208,6 +229,19 @@ class Task(base.Task):
                 logits_BTV, batch["targets"], batch["advantage"], batch["mask"] > 0
             )
             metrics.update(pg_metrics)
+        if reference is not None:
+            ref_logits_BTV = reference(
+                batch["inputs"],
+                positions_BT=batch.get("positions"),
+                segment_ids_BT=batch.get("segment_ids"),
+            )
+            # weighted like the objective, so accumulation by '_weight' stays exact
+            w_BT = batch.get("mask")
+            if "advantage" in batch:
+                w_BT = batch["mask"] > 0
+            kl = kl_divergence(logits_BTV, ref_logits_BTV, w_BT)
+            objective = objective + self.config.loss.kl_coef * kl
+            metrics["kl"] = kl
         if probe:
             logit_max_L = probes["attn_logit_max"]
             metrics["attn_logit_max"] = jnp.max(logit_max_L)

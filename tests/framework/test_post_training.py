@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 
 import chex
 import jax
@@ -59,3 +61,25 @@ def test_accumulation_is_exact_with_mixed_sign_advantages(tmp_path):
     chex.assert_trees_all_close(p1, p2, rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(m1["pg_objective"], m2["pg_objective"], rtol=1e-5)
     np.testing.assert_allclose(m1["grad_norm"], m2["grad_norm"], rtol=1e-5)
+
+
+def test_kl_to_a_reference_run_is_zero_at_the_start_and_resumes_without_it(tiny_lm_run, tmp_path):
+    source = str(tmp_path / "source")
+    shutil.copytree(tiny_lm_run, source)
+    c = examples_config(write_examples(tmp_path, signed=True), init_from=source)
+    c.train.update(total_steps=6, checkpoint_every_steps=3, eval_every_steps=0)
+    c.loss.update(kl_to=source, kl_coef=0.5)
+    t = trainer_lib.Trainer(c, str(tmp_path / "unused"))
+    state = t._initial_state()
+    chex.assert_trees_all_equal(state["reference"], state["params"])  # both the source's
+    batch = sharding.put_batch(next(iter(t.train_dataset())), t.batch_sharding)
+    _, m = t.apply_step(state, batch)
+    assert abs(float(m["kl"])) < 1e-6  # the policy is the reference
+    workdir = str(tmp_path / "kl")
+    whole = launch.run(c, workdir)
+    assert whole.code == 0 and whole.result["train"]["kl"] > 0  # moved away from it
+    shutil.rmtree(os.path.join(workdir, "checkpoints", "6"))  # as if killed after step 3
+    os.remove(os.path.join(workdir, "result.json"))
+    shutil.rmtree(source)  # resuming reads neither init_from nor kl_to
+    resumed = launch.run(c, workdir)
+    assert resumed.code == 0 and resumed.result["train"] == whole.result["train"]
