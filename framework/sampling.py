@@ -1,19 +1,32 @@
-"""Batched, jitted KV-cache generation, scoring and beam search for decoder LMs.
+"""Batched, jitted KV-cache generation, scoring, beam search and next-token log-probs for
+decoder LMs.
 
 Every paper that generates text uses these functions; they take an NNX model with
 ``init_cache``/``decode`` (``models.transformer.Transformer``; ``Trainer.merge(params)``
-gives one) and a ``data.tokenizers`` tokenizer.
+gives one) and a ``data.tokenizers`` tokenizer. The jitted programs live in
+framework/decoding.py; this module is the host side and the public API.
 
 Padding and buckets. Prompts are *left*-padded to a bucket, the next power of two at or
 above the longest prompt (at least ``MIN_BUCKET``), so every row's last prompt token sits
 in the same cache slot and each decode step writes one slot index shared by all rows.
 Each row's positions start at 0 at its first real token; padding slots hold position -1
 and are never attended to, so a row's output does not depend on its batch-mates or on
-its padding (up to float summation order). The cache holds bucket + max_new_tokens slots.
-Programs are compiled once per (model graph, batch, bucket, max_new_tokens): temperature,
-top-k, top-p, keys and stop ids are traced values, so changing them never recompiles
-(only switching top-k/top-p filtering on or off does); ``compile_counts()`` reports
-compiled programs. The decode loop is a ``lax.while_loop`` that exits once every row ended.
+its padding (up to float summation order). Rows are padded too, to the next power of two
+(at most ``max_rows``) with copies of the chunk's first row that are dropped afterwards,
+so batches of 5 and 7 rows run one program. Programs are compiled once per (model graph,
+row bucket, prompt bucket, max_new_tokens): temperature, top-k, top-p, keys and stop ids
+are traced values, so changing them never recompiles (only switching top-k/top-p
+filtering on or off does); ``compile_counts()`` reports compiled programs. The decode
+loop is a ``lax.while_loop`` that exits once every row ended; the cache grows in phases
+as it fills (framework/decoding.py: attention reads every slot of the cache).
+
+Volume. ``generate(..., num_samples=N)`` prefills each prompt once and forks its cache N
+ways; rows are prompt-major (prompt 0's N samples, then prompt 1's, ...). Row r of the
+R = len(prompts) * N rows uses key r of ``row_keys(rng, R)``, exactly as row r of the
+flat batch of every prompt repeated N times, so the two give the same samples. More than
+``max_rows`` rows (default ``default_max_rows``: a KV-cache budget, on CPU about a
+last-level cache) run in chunks of ``max_rows``, with the same keys and the same prompt
+bucket as one call would use.
 
 Stops. A row ends on a stop token id (default: the tokenizer's EOS), on a token whose own
 text contains a stop string, or when its newest tokens equal a stop string's encoding;
@@ -24,6 +37,12 @@ Continuing. ``generate(..., keep_state=True)`` returns a ``DecodeState`` (cache,
 logits, next position per row); ended rows stop writing visible cache slots, so it can be
 continued (pass it as ``prompts``) or its rows copied with ``fork`` -- the building
 blocks of step-level (PRM) beam and lookahead search.
+
+Given tokens. ``next_token_logprobs(model, tokens_BT, lengths_B)`` is the full next-token
+distribution after each row's prefix (one forward pass); ``feed``/``next_logprobs`` are
+its incremental form on a ``DecodeState``. Both are deterministic functions of their
+inputs' values and shapes, so an arithmetic coder that makes the same calls when
+encoding and decoding gets bit-identical distributions.
 """
 
 from __future__ import annotations
@@ -32,29 +51,34 @@ import dataclasses
 import functools
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import Mesh
 
-from framework import sharding
-from models.kv_cache import CACHE_AXES
+from framework import decoding
+from framework.decoding import (
+    DecodeState,
+    cache_shardings as cache_shardings,  # re-exported
+    compile_counts as compile_counts,  # re-exported
+    take_rows,
+)
 
 MIN_BUCKET = 16
+MAX_ROWS = 256  # default_max_rows never exceeds this
+# default_max_rows keeps one chunk's KV cache within a budget. On CPU it is about what a
+# last-level cache holds: every decode step reads the whole cache, and once it outgrows
+# that cache the step streams it from DRAM. Measured (benchmarks/sampling.py, 2 cores,
+# d_model 128 x 4 layers, 4 KiB of cache per slot and row): per-token step time at 320
+# slots 112 us at batch 32 (40 MiB), 190-200 us at 64-256 (80-320 MiB); 256 rows ran at
+# 9.0k tokens/s in chunks of 16 versus 6.5k in one. Below 8 rows the weight matmuls are
+# not yet amortised (158 us at batch 4), so CPU chunks keep at least CPU_MIN_ROWS.
+CPU_CACHE_BUDGET_BYTES = 32 << 20
+CPU_MIN_ROWS = 8
 Prompt = str | Sequence[int] | np.ndarray
-
-
-@jax.tree_util.register_dataclass
-@dataclasses.dataclass(frozen=True)
-class DecodeState:
-    """A batch mid-generation: KV cache, next-token logits [B,V], next positions [B]."""
-
-    cache: dict[str, Any]  # models.transformer KV cache (see CACHE_AXES)
-    logits: jax.Array  # float32 [B, V]: next-token logits of each row
-    next_pos: jax.Array  # int32 [B]: position of each row's next token
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,6 +121,31 @@ def bucket_length(n: int, minimum: int = MIN_BUCKET) -> int:
     return max(minimum, 1 << max(0, math.ceil(math.log2(max(n, 1)))))
 
 
+def row_bucket(n: int, max_rows: int) -> int:
+    """The padded row count for n <= max_rows rows: the next power of two, at most max_rows."""
+    return min(bucket_length(n, 1), max_rows)
+
+
+def cache_budget_bytes() -> int:
+    """KV-cache bytes for one chunk: CPU_CACHE_BUDGET_BYTES on CPU, else a quarter of the
+    first device's memory (16 GiB when the backend does not report its memory)."""
+    device = jax.devices()[0]
+    if device.platform == "cpu":
+        return CPU_CACHE_BUDGET_BYTES
+    return (device.memory_stats() or {}).get("bytes_limit", 64 << 30) // 4
+
+
+def default_max_rows(model: nnx.Module, slots: int) -> int:
+    """Rows per chunk: the largest power of two whose KV cache of `slots` slots per row
+    fits cache_budget_bytes(), at most MAX_ROWS (at least CPU_MIN_ROWS on CPU, else 1)."""
+    cfg = model.cfg
+    itemsize = jnp.dtype(cfg.dtype).itemsize
+    row_bytes = 2 * cfg.num_layers * cfg.num_heads * cfg.resolved_head_dim * slots * itemsize
+    fit = max(1, cache_budget_bytes() // max(row_bytes, 1))
+    least = CPU_MIN_ROWS if jax.devices()[0].platform == "cpu" else 1
+    return min(MAX_ROWS, max(least, 1 << (fit.bit_length() - 1)))
+
+
 def prompt_ids(tokenizer: Any, prompt: Prompt, add_bos: bool = True) -> np.ndarray:
     """Token ids of a prompt; strings are encoded (BOS first if add_bos), ids kept as given."""
     if isinstance(prompt, str):
@@ -116,19 +165,6 @@ def row_keys(rng: int | jax.Array, batch: int) -> jax.Array:
     if rng.shape != (batch,):
         raise ValueError(f"rng has shape {rng.shape}; pass one key, a seed, or [{batch}] keys.")
     return rng
-
-
-def cache_shardings(cache: Any, mesh: Mesh) -> Any:
-    """NamedShardings for a KV cache: 'batch' over (data, fsdp), 'heads' over tensor."""
-    table = {"batch": sharding.BATCH_AXES, "heads": ("tensor",)}
-
-    def spec(names: tuple[str, ...], x: Any) -> NamedSharding:
-        axes = [table.get(name) for name in names]
-        sizes = [math.prod(mesh.shape[a] for a in axis or ()) for axis in axes]
-        axes = [a if a and d % n == 0 else None for a, d, n in zip(axes, x.shape, sizes)]
-        return NamedSharding(mesh, PartitionSpec(*axes))
-
-    return {k: jax.tree.map(functools.partial(spec, CACHE_AXES[k]), v) for k, v in cache.items()}
 
 
 def _check_positions(model: nnx.Module, longest: int) -> None:
@@ -194,176 +230,41 @@ def _cut_at_stop(tokenizer: Any, ids: np.ndarray, stop_strings: Sequence[str]) -
     return text[: min(hits)], lo
 
 
-# ----------------------------------------------------------------------------- jitted parts
+# ----------------------------------------------------------------------------- states
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "capacity", "mesh"))
-def _prefill(graphdef, params, tokens_BT, positions_BT, *, capacity, mesh=None):
-    """Runs left-padded prompts into a fresh cache of `capacity` slots."""
-    model = nnx.merge(graphdef, params)
-    cache = model.init_cache(tokens_BT.shape[0], capacity)
-    cache = jax.lax.optimization_barrier(cache)  # no constant folding of the empty cache
-    if mesh is not None:
-        cache = jax.lax.with_sharding_constraint(cache, cache_shardings(cache, mesh))
-    logits_B1V, cache = model.decode(tokens_BT, positions_BT, cache, last_only=True)
-    return DecodeState(cache, logits_B1V[:, 0], positions_BT.max(axis=1) + 1)
+class _Prompts(NamedTuple):
+    """Encoded prompts to prefill chunk by chunk, all in one prompt bucket."""
+
+    ids: list[np.ndarray]  # int32 token ids per prompt
+    T: int  # prompt bucket
+    capacity: int  # cache slots right after prefill
+    pad_id: int
+    mesh: Mesh | None
 
 
-@jax.jit
-def take_rows(state: DecodeState, rows_R: jax.Array) -> DecodeState:
-    """A state whose row r is `state`'s row rows_R[r] (cache rows copied)."""
-    c = state.cache
-    k, v = jax.tree.map(lambda x: x[:, rows_R], (c["k"], c["v"]))
-    cache = dict(k=k, v=v, positions=c["positions"][rows_R], index=c["index"])
-    return DecodeState(cache, state.logits[rows_R], state.next_pos[rows_R])
+def _encode(model, tokenizer, prompts, max_new_tokens, add_bos) -> tuple[list[np.ndarray], int]:
+    """(token ids per prompt, their bucket), checked to leave room for max_new_tokens."""
+    ids = [prompt_ids(tokenizer, p, add_bos) for p in prompts]
+    if not ids or min(len(x) for x in ids) == 0:
+        raise ValueError("generation needs at least one prompt, each with at least one token.")
+    longest = max(len(x) for x in ids)
+    _check_positions(model, longest + max_new_tokens)
+    return ids, bucket_length(longest)
 
 
-def _choose(logits_BV, keys_B, knobs, filtering: bool):
-    """Greedy when temperature == 0, else a sample after temperature, top-k and top-p."""
-    temperature, top_k, top_p = knobs["temperature"], knobs["top_k"], knobs["top_p"]
-    greedy_B = jnp.argmax(logits_BV, axis=-1)
-    scaled_BV = logits_BV / jnp.where(temperature > 0, temperature, 1.0)
-    if filtering:
-        V = logits_BV.shape[-1]
-        sorted_BV = -jnp.sort(-scaled_BV, axis=-1)
-        kth_B = jnp.where(top_k > 0, sorted_BV[:, jnp.clip(top_k - 1, 0, V - 1)], -jnp.inf)
-        probs_BV = jax.nn.softmax(sorted_BV, axis=-1)
-        n_keep_B = jnp.maximum(((jnp.cumsum(probs_BV, -1) - probs_BV) < top_p).sum(-1), 1)
-        pth_B = jnp.take_along_axis(sorted_BV, n_keep_B[:, None] - 1, axis=-1)[:, 0]
-        threshold_B1 = jnp.maximum(kth_B, pth_B)[:, None]
-        scaled_BV = jnp.where(scaled_BV >= threshold_B1, scaled_BV, -jnp.inf)
-    sampled_B = jax.vmap(jax.random.categorical)(keys_B, scaled_BV)
-    return jnp.where(temperature > 0, sampled_B, greedy_B).astype(jnp.int32)
-
-
-def _stop_hit(token_B, recent_BK, stop_V, stop_SK):
-    """(new recent window, whether each row's newest tokens end on a stop)."""
-    recent_BK = jnp.concatenate([recent_BK[:, 1:], token_B[:, None]], axis=1)
-    match_BSK = (stop_SK[None] == -1) | (recent_BK[:, None, :] == stop_SK[None])
-    return recent_BK, stop_V[token_B] | match_BSK.all(-1).any(-1)
-
-
-def _feed(graphdef, params, state: DecodeState, token_B, live_B) -> DecodeState:
-    """Appends one token per live row; ended rows write an invisible slot, keep logits."""
-    model = nnx.merge(graphdef, params)
-    pos_B = jnp.where(live_B, state.next_pos, -1)
-    logits_B1V, cache = model.decode(token_B[:, None], pos_B[:, None], state.cache)
-    logits_BV = jnp.where(live_B[:, None], logits_B1V[:, 0], state.logits)
-    return DecodeState(cache, logits_BV, state.next_pos + live_B)
-
-
-@functools.partial(jax.jit, static_argnames=("graphdef", "max_new_tokens", "filtering"))
-def _sample_loop(graphdef, params, state, keys_B, knobs, *, max_new_tokens, filtering):
-    """Samples up to max_new_tokens per row inside one while_loop (knobs: traced options)."""
-    B, N = state.logits.shape[0], max_new_tokens
-    stop_V, stop_SK, pad_id = knobs["stop_V"], knobs["stop_SK"], knobs["pad_id"]
-
-    def body(c):
-        step, st = c["step"], c["state"]
-        keys = jax.vmap(jax.random.fold_in, (0, None))(keys_B, step)
-        token_B = _choose(st.logits, keys, knobs, filtering)
-        logp_B = jnp.take_along_axis(jax.nn.log_softmax(st.logits), token_B[:, None], -1)
-        live_B = ~c["done"]
-        token_B = jnp.where(live_B, token_B, pad_id)
-        recent, hit_B = _stop_hit(token_B, c["recent"], stop_V, stop_SK)
-        return dict(
-            step=step + 1,
-            state=_feed(graphdef, c["params"], st, token_B, live_B),
-            params=c["params"],
-            tokens=c["tokens"].at[:, step].set(token_B),
-            logprobs=c["logprobs"].at[:, step].set(jnp.where(live_B, logp_B[:, 0], 0.0)),
-            done=c["done"] | (live_B & hit_B),
-            length=c["length"] + live_B,
-            recent=recent,
-        )
-
-    init = dict(  # params ride in the carry: nnx.scan needs them at the loop's trace level
-        step=jnp.int32(0),
-        params=params,
-        state=state,
-        tokens=jnp.full((B, N), pad_id, jnp.int32),
-        logprobs=jnp.zeros((B, N), jnp.float32),
-        done=jnp.zeros(B, bool),
-        length=jnp.zeros(B, jnp.int32),
-        recent=jnp.full((B, stop_SK.shape[1]), -2, jnp.int32),
+def _prefill_ids(graphdef, params, prompts: _Prompts, which: np.ndarray) -> DecodeState:
+    """Prefills prompts.ids[i] for i in `which`, left-padded to the prompt bucket."""
+    T = prompts.T
+    tokens_BT = np.full((len(which), T), prompts.pad_id, np.int32)
+    positions_BT = np.full((len(which), T), -1, np.int32)
+    for b, i in enumerate(which):
+        x = prompts.ids[i]
+        tokens_BT[b, T - len(x) :] = x
+        positions_BT[b, T - len(x) :] = np.arange(len(x))
+    return decoding.prefill_program(
+        graphdef, params, tokens_BT, positions_BT, capacity=prompts.capacity, mesh=prompts.mesh
     )
-    out = jax.lax.while_loop(lambda c: (c["step"] < N) & ~c["done"].all(), body, init)
-    return out["tokens"], out["logprobs"], out["length"], out["done"], out["state"]
-
-
-@functools.partial(jax.jit, static_argnames=("graphdef", "width", "max_new_tokens"))
-def _beam_loop(graphdef, params, state, knobs, *, width, max_new_tokens):
-    """Beam search over `width` hypotheses per prompt (rows b*W .. b*W+W-1)."""
-    stop_V, stop_SK, pad_id, alpha = (knobs[k] for k in ("stop_V", "stop_SK", "pad_id", "alpha"))
-    BW, V = state.logits.shape
-    W, N = width, max_new_tokens
-    B = BW // W
-
-    def body(c):
-        step, st, done_BW = c["step"], c["state"], c["done"]
-        logp_BWV = jax.nn.log_softmax(st.logits).reshape(B, W, V)
-        alive_BWV = c["cum"][..., None] + logp_BWV
-        keep_BWV = jnp.where(jnp.arange(V) == pad_id, c["cum"][..., None], -jnp.inf)
-        cand_BWV = jnp.where(done_BW[..., None], keep_BWV, alive_BWV)
-        cand_len_BW = c["length"] + ~done_BW
-        norm_BWV = cand_BWV / jnp.maximum(cand_len_BW, 1)[..., None].astype(jnp.float32) ** alpha
-        _, idx_BW = jax.lax.top_k(norm_BWV.reshape(B, W * V), W)
-        parent_BW, token_BW = idx_BW // V, (idx_BW % V).astype(jnp.int32)
-        rows = (parent_BW + jnp.arange(B)[:, None] * W).reshape(-1)
-        live = ~done_BW.reshape(-1)[rows]
-        token = jnp.where(live, token_BW.reshape(-1), pad_id)
-        recent, hit = _stop_hit(token, c["recent"][rows], stop_V, stop_SK)
-        logp = logp_BWV.reshape(BW, V)[rows, token]
-        st = _feed(graphdef, c["params"], take_rows(st, rows), token, live)
-        return dict(
-            step=step + 1,
-            state=st,
-            params=c["params"],
-            cum=jnp.take_along_axis(cand_BWV.reshape(B, W * V), idx_BW, axis=1),
-            length=cand_len_BW.reshape(-1)[rows].reshape(B, W),
-            done=(~live | hit).reshape(B, W),
-            tokens=c["tokens"][rows].at[:, step].set(token),
-            logprobs=c["logprobs"][rows].at[:, step].set(jnp.where(live, logp, 0.0)),
-            recent=recent,
-        )
-
-    cum_W = jnp.where(jnp.arange(W) == 0, 0.0, -jnp.inf)
-    init = dict(  # params ride in the carry: nnx.scan needs them at the loop's trace level
-        step=jnp.int32(0),
-        params=params,
-        state=state,
-        cum=jnp.broadcast_to(cum_W, (B, W)),
-        length=jnp.zeros((B, W), jnp.int32),
-        done=jnp.zeros((B, W), bool),
-        tokens=jnp.full((BW, N), pad_id, jnp.int32),
-        logprobs=jnp.zeros((BW, N), jnp.float32),
-        recent=jnp.full((BW, stop_SK.shape[1]), -2, jnp.int32),
-    )
-    out = jax.lax.while_loop(lambda c: (c["step"] < N) & ~c["done"].all(), body, init)
-    return out
-
-
-@functools.partial(jax.jit, static_argnames=("graphdef",))
-def _score_tokens(graphdef, params, tokens_BT):
-    """log p(tokens_BT[:, t+1] | tokens_BT[:, :t+1]) for every t, [B, T-1], full recompute."""
-    logits_BTV = nnx.merge(graphdef, params)(tokens_BT[:, :-1])
-    logp_BTV = jax.nn.log_softmax(logits_BTV, axis=-1)
-    return jnp.take_along_axis(logp_BTV, tokens_BT[:, 1:, None], axis=-1)[..., 0]
-
-
-def compile_counts() -> dict[str, int]:
-    """Compiled programs per jitted sampler function (for recompilation tests)."""
-    fns = dict(
-        prefill=_prefill,
-        sample=_sample_loop,
-        beam=_beam_loop,
-        score=_score_tokens,
-        take_rows=take_rows,
-    )
-    return {name: fn._cache_size() for name, fn in fns.items()}
-
-
-# ----------------------------------------------------------------------------- public API
 
 
 def prefill(
@@ -376,20 +277,9 @@ def prefill(
     mesh: Mesh | None = None,
 ) -> DecodeState:
     """Encodes, left-pads to a bucket and runs the prompts in one pass (room for N more)."""
-    ids = [prompt_ids(tokenizer, p, add_bos) for p in prompts]
-    if not ids or min(len(x) for x in ids) == 0:
-        raise ValueError("prefill needs at least one prompt, each with at least one token.")
-    longest = max(len(x) for x in ids)
-    _check_positions(model, longest + max_new_tokens)
-    T = bucket_length(longest)
-    tokens_BT = np.full((len(ids), T), tokenizer.pad_id, np.int32)
-    positions_BT = np.full((len(ids), T), -1, np.int32)
-    for b, x in enumerate(ids):
-        tokens_BT[b, T - len(x) :] = x
-        positions_BT[b, T - len(x) :] = np.arange(len(x))
-    graphdef, params = nnx.split(model)
-    capacity = T + max_new_tokens
-    return _prefill(graphdef, params, tokens_BT, positions_BT, capacity=capacity, mesh=mesh)
+    ids, T = _encode(model, tokenizer, prompts, max_new_tokens, add_bos)
+    source = _Prompts(ids, T, T + max_new_tokens, tokenizer.pad_id, mesh)
+    return _prefill_ids(*nnx.split(model), source, np.arange(len(ids)))
 
 
 def fork(state: DecodeState, n_or_rows: int | Sequence[int] | np.ndarray) -> DecodeState:
@@ -410,26 +300,37 @@ def _ensure_room(state: DecodeState, max_new_tokens: int) -> DecodeState:
     S, need = c["positions"].shape[1], int(c["index"]) + max_new_tokens
     if need <= S:
         return state
-    grow = lambda x, axis, v: jnp.pad(
-        x,
-        [(0, bucket_length(need) - S if a == axis else 0) for a in range(x.ndim)],
-        constant_values=v,
-    )
-    k, v = jax.tree.map(lambda x: grow(x, 3, 0), (c["k"], c["v"]))
-    positions = grow(c["positions"], 1, -1)
-    cache = dict(k=k, v=v, positions=positions, index=c["index"])
-    return DecodeState(cache, state.logits, state.next_pos)
+    return dataclasses.replace(state, cache=decoding.grow_cache(c, bucket_length(need)))
 
 
-def _start(model, tokenizer, prompts, max_new_tokens, add_bos, mesh) -> DecodeState:
-    """A DecodeState for prompts (prefilled) or a given state (with room for N tokens)."""
+def _source(model, tokenizer, prompts, max_new_tokens, add_bos, mesh) -> tuple[Any, tuple]:
+    """(prompts to prefill or a state with room for N tokens, the sampling loop's plan)."""
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens={max_new_tokens} must be >= 1.")
     if isinstance(prompts, DecodeState):
         _check_positions(model, int(prompts.next_pos.max()) + max_new_tokens)
-        return _ensure_room(prompts, max_new_tokens)
-    opts = dict(max_new_tokens=max_new_tokens, add_bos=add_bos, mesh=mesh)
-    return prefill(model, tokenizer, prompts, **opts)
+        state = _ensure_room(prompts, max_new_tokens)
+        return state, ((max_new_tokens, state.cache["positions"].shape[1]),)
+    ids, T = _encode(model, tokenizer, prompts, max_new_tokens, add_bos)
+    plan = decoding.growth_plan(T, max_new_tokens)
+    return _Prompts(ids, T, plan[0][1], tokenizer.pad_id, mesh), plan
+
+
+def _rows_state(graphdef, params, source, of_R: np.ndarray, bucket: int) -> tuple[Any, bool]:
+    """(a state whose row r continues source row of_R[r], padded to `bucket` rows with
+    copies of row 0; whether it was made here, so that the sampling loop may consume it)."""
+    rows = np.concatenate([of_R, np.full(bucket - len(of_R), of_R[0])]).astype(np.int32)
+    if isinstance(source, DecodeState):
+        if np.array_equal(rows, np.arange(source.logits.shape[0])):
+            return source, False
+        return take_rows(source, jnp.asarray(rows)), True
+    first, count = int(of_R[0]), int(of_R[-1]) + 1 - int(of_R[0])
+    if count == len(of_R):  # one row per prompt: prefill exactly these rows
+        return _prefill_ids(graphdef, params, source, rows), True
+    which = np.arange(first, first + count)  # each prompt once, then fork
+    which = np.concatenate([which, np.full(row_bucket(count, bucket) - count, first)])
+    state = _prefill_ids(graphdef, params, source, which)
+    return take_rows(state, jnp.asarray(rows - first)), True
 
 
 def check_knobs(temperature: float, top_k: int, top_p: float) -> None:
@@ -440,6 +341,31 @@ def check_knobs(temperature: float, top_k: int, top_p: float) -> None:
         raise ValueError(f"top_k={top_k} must be >= 0 (0 keeps every token).")
     if not 0 < top_p <= 1:
         raise ValueError(f"top_p={top_p} must be in (0, 1] (1 turns nucleus sampling off).")
+
+
+# ----------------------------------------------------------------------------- sampling
+
+
+def _fetch(out: tuple, n: int, keep_state: bool) -> tuple:
+    """A chunk's (tokens, logprobs, lengths, finished) on the host and its state, first n rows."""
+    tokens, logprobs, lengths, done, state = out
+    host = tuple(np.array(x)[:n] for x in (tokens, logprobs, lengths, done))
+    if keep_state and state.logits.shape[0] > n:
+        state = take_rows(state, jnp.arange(n))
+    return host + ((state if keep_state else None),)
+
+
+def _finish(tokenizer: Any, parts: list[tuple], stop_strings: Sequence[str]) -> SampleOutput:
+    """Joins the chunks and cuts each row's text (and tokens) before its first stop string."""
+    tokens, logprobs, lengths, stopped = (np.concatenate(x) for x in list(zip(*parts))[:4])
+    texts = []
+    for b in range(len(tokens)):
+        text, cut = _cut_at_stop(tokenizer, tokens[b, : lengths[b]], stop_strings)
+        if cut < lengths[b]:
+            stopped[b], lengths[b] = True, cut
+            tokens[b, cut:], logprobs[b, cut:] = tokenizer.pad_id, 0.0
+        texts.append(text)
+    return SampleOutput(tokens, logprobs, lengths, stopped, texts, parts[-1][4])
 
 
 def generate(
@@ -457,38 +383,52 @@ def generate(
     add_bos: bool = True,
     mesh: Mesh | None = None,
     keep_state: bool = False,
+    num_samples: int = 1,
+    max_rows: int | None = None,
 ) -> SampleOutput:
-    """Samples continuations of a batch of prompts (or continues a DecodeState).
+    """Samples num_samples continuations of each prompt (or row of a DecodeState).
 
-    temperature 0 is greedy; top_k 0 and top_p 1 disable those filters. `rng` is a seed
-    or key (split per row) or one key per row, so a row's sample does not depend on the
-    batch when its key is given. stop_tokens=None stops on the tokenizer's EOS.
-    keep_state=True returns the DecodeState (it holds the whole KV cache on device).
+    Rows are prompt-major: row r continues prompt r // num_samples. temperature 0 is
+    greedy; top_k 0 and top_p 1 disable those filters. `rng` is a seed or key, split into
+    one key per output row (row r gets key r of row_keys(rng, R)), or R keys, so a row's
+    sample depends only on its prompt and key, not on its batch, chunk or num_samples.
+    stop_tokens=None stops on the tokenizer's EOS. Rows run in chunks of at most max_rows
+    (default: default_max_rows). keep_state=True returns the DecodeState (the whole KV
+    cache, on device); its rows run as one chunk (a given max_rows must hold them all).
     """
     check_knobs(temperature, top_k, top_p)
-    state = _start(model, tokenizer, prompts, max_new_tokens, add_bos, mesh)
-    B = state.logits.shape[0]
+    if num_samples < 1 or (max_rows is not None and max_rows < 1):
+        raise ValueError(f"num_samples={num_samples} and max_rows={max_rows} must be >= 1.")
+    source, plan = _source(model, tokenizer, prompts, max_new_tokens, add_bos, mesh)
+    count = source.logits.shape[0] if isinstance(source, DecodeState) else len(source.ids)
+    R = count * num_samples
+    if max_rows is None:  # keep_state: one chunk, since the state holds every row
+        max_rows = bucket_length(R, 1) if keep_state else default_max_rows(model, plan[-1][1])
+    if keep_state and max_rows < R:
+        raise ValueError(f"keep_state needs all {R} rows in one chunk; raise max_rows.")
     knobs = _knobs(tokenizer, model, stop_tokens, stop_strings)
     knobs.update(
         temperature=np.float32(temperature), top_k=np.int32(top_k), top_p=np.float32(top_p)
     )
-    tokens, logprobs, lengths, done, state = _sample_loop(
-        *nnx.split(model),
-        state,
-        row_keys(rng, B),
-        jax.tree.map(jnp.asarray, knobs),
-        max_new_tokens=max_new_tokens,
-        filtering=bool(top_k > 0 or top_p < 1.0),
-    )
-    tokens, logprobs, lengths, stopped = (np.array(x) for x in (tokens, logprobs, lengths, done))
-    texts = []
-    for b in range(B):
-        text, cut = _cut_at_stop(tokenizer, tokens[b, : lengths[b]], stop_strings)
-        if cut < lengths[b]:
-            stopped[b], lengths[b] = True, cut
-            tokens[b, cut:], logprobs[b, cut:] = tokenizer.pad_id, 0.0
-        texts.append(text)
-    return SampleOutput(tokens, logprobs, lengths, stopped, texts, state if keep_state else None)
+    knobs = jax.tree.map(jnp.asarray, knobs)
+    opts = dict(plan=plan, filtering=bool(top_k > 0 or top_p < 1.0))
+    keys_R, (graphdef, params) = row_keys(rng, R), nnx.split(model)
+    parts, pending = [], None
+    for start in range(0, R, max_rows):
+        rows = np.arange(start, min(start + max_rows, R))
+        bucket = row_bucket(len(rows), max_rows)
+        state, made = _rows_state(graphdef, params, source, rows // num_samples, bucket)
+        keys = keys_R[np.concatenate([rows, np.full(bucket - len(rows), start)])]
+        loop = decoding.sample_loop_donating if made and len(plan) == 1 else decoding.sample_loop
+        out = loop(graphdef, params, state, keys, knobs, **opts)
+        if pending is not None:  # fetch the previous chunk while this one runs
+            parts.append(_fetch(*pending))
+        pending = (out, len(rows), keep_state)
+    parts.append(_fetch(*pending))
+    return _finish(tokenizer, parts, stop_strings)
+
+
+# ----------------------------------------------------------------------------- search, scoring
 
 
 def beam_search(
@@ -508,14 +448,16 @@ def beam_search(
     Ended hypotheses stay in the beam with their score and compete with live ones;
     the search stops when all ended or after max_new_tokens. Width 1 is greedy.
     """
-    state = _start(model, tokenizer, prompts, max_new_tokens, add_bos, None)
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens={max_new_tokens} must be >= 1.")
+    state = prefill(model, tokenizer, prompts, max_new_tokens=max_new_tokens, add_bos=add_bos)
     B = state.logits.shape[0]
     if not 1 <= width <= model.cfg.vocab_size:
         raise ValueError(f"width={width} must be between 1 and the vocabulary size.")
     knobs = _knobs(tokenizer, model, stop_tokens, stop_strings) | {
         "alpha": np.float32(length_penalty)
     }
-    out = _beam_loop(
+    out = decoding.beam_loop(
         *nnx.split(model),
         fork(state, width),
         jax.tree.map(jnp.asarray, knobs),
@@ -572,6 +514,74 @@ def score(
     for b, (_, _, ids) in enumerate(rows):
         tokens_BT[b, : len(ids)] = ids
     graphdef, params = nnx.split(model)
-    logp_BT = np.asarray(_score_tokens(graphdef, params, tokens_BT))
+    logp_BT = np.asarray(decoding.score_tokens(graphdef, params, tokens_BT))
     per_token = [logp_BT[b, n_p - 1 : n_p - 1 + n_c] for b, (n_p, n_c, _) in enumerate(rows)]
     return ScoreOutput(np.array([x.sum() for x in per_token], np.float32), per_token)
+
+
+# ----------------------------------------------------------------------------- given tokens
+
+
+def next_token_logprobs(
+    model: nnx.Module,
+    tokens_BT: np.ndarray | Sequence[Sequence[int]],
+    lengths_B: np.ndarray | Sequence[int],
+    *,
+    pad_to: int | None = None,
+) -> np.ndarray:
+    """log p(next token | tokens_BT[b, :lengths_B[b]]) for every row b: float32 [B, V].
+
+    One causal forward pass over the rows right-padded to `pad_to` tokens (default: the
+    bucket of the longest length, at most the model's max_len), rows padded to a power of
+    two. Tokens at or after a row's length are replaced by 0 before the pass, so the result
+    is a deterministic function of each row's prefix, its row index and these two padded
+    shapes (and not of later tokens or, for the same shapes, of other rows): the same call
+    at encode and decode time (same backend) gives bit-identical distributions.
+    """
+    tokens_BT = np.asarray(tokens_BT, np.int32)
+    lengths_B = np.asarray(lengths_B, np.int32).reshape(-1)
+    if tokens_BT.ndim != 2 or len(lengths_B) != len(tokens_BT) or not len(lengths_B):
+        raise ValueError(
+            f"need tokens [B, T] and lengths [B], got {tokens_BT.shape}, [{len(lengths_B)}]."
+        )
+    B, width = tokens_BT.shape
+    longest, max_len = int(lengths_B.max()), model.cfg.max_len
+    T = pad_to or min(bucket_length(longest), max_len)
+    if lengths_B.min() < 1 or longest > min(width, T) or max_len < T:
+        raise ValueError(
+            f"lengths must be in [1, {min(width, T)}] (tokens {width} wide, padded to {T}) "
+            f"and the padded width at most the model's max_len={max_len}."
+        )
+    rows = bucket_length(B, 1)
+    keep_BT = np.arange(T)[None] < lengths_B[:, None]
+    buf_BT = np.zeros((rows, T), np.int32)
+    buf_BT[:B] = np.where(keep_BT, np.pad(tokens_BT[:, :T], ((0, 0), (0, max(0, T - width)))), 0)
+    buf_BT[B:], lens_B = buf_BT[0], np.concatenate([lengths_B, np.full(rows - B, lengths_B[0])])
+    graphdef, params = nnx.split(model)
+    return np.asarray(decoding.last_logprobs(graphdef, params, buf_BT, lens_B))[:B]
+
+
+def feed(
+    model: nnx.Module, state: DecodeState, tokens_B: np.ndarray | Sequence[int]
+) -> DecodeState:
+    """Appends one given token per row (instead of a sampled one) and returns the new state.
+
+    `state` is consumed: its device buffers are donated to the result (keep using the
+    returned state). The cache grows to the next power of two when it is full. With
+    `prefill`, this is the incremental form of next_token_logprobs (next_logprobs reads
+    each row's distribution after the fed tokens): the same prefill and feeds give
+    bit-identical distributions (close to next_token_logprobs', not bit-identical).
+    """
+    tokens_B = np.asarray(tokens_B, np.int32).reshape(-1)
+    if len(tokens_B) != state.logits.shape[0]:
+        raise ValueError(
+            f"feed needs one token per row: {state.logits.shape[0]}, got {len(tokens_B)}."
+        )
+    _check_positions(model, int(state.next_pos.max()) + 1)
+    state = _ensure_room(state, 1)
+    return decoding.feed_program(*nnx.split(model), state, jnp.asarray(tokens_B))
+
+
+def next_logprobs(state: DecodeState) -> np.ndarray:
+    """float32 [B, V]: the log-probabilities of each row's next token after `state`."""
+    return np.asarray(decoding.log_softmax_rows(state.logits))

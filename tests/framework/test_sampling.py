@@ -1,4 +1,5 @@
-"""Tests for framework/sampling.py, the KV-cache decode path and framework/sample.py.
+"""Tests for framework/sampling.py (and decoding.py), the KV-cache decode path and
+framework/sample.py.
 
 Tiny random models (d_model 32, 2 layers, byte vocabulary 259) with a large init std,
 so that next-token distributions are peaked and greedy outputs vary.
@@ -16,7 +17,7 @@ from flax import nnx
 from jax.sharding import Mesh, PartitionSpec
 
 from data.tokenizers import ByteTokenizer
-from framework import sampling
+from framework import decoding, sampling
 from models.transformer import Transformer, TransformerConfig
 from tests.conftest import run_cli
 
@@ -256,3 +257,92 @@ def test_sampling_on_a_sharded_cache_matches_one_device():
     assert out["meshed"] == out["plain"]
     assert len({tuple(row) for row in out["plain"]}) == 4  # rows really differ
     np.testing.assert_allclose(out["meshed_logprobs"], out["plain_logprobs"], atol=1e-4)
+
+
+# ----------------------------------------------------------------------------- at volume
+
+
+def test_cache_growth_phases_equal_full_recompute(unrolled):
+    plan = decoding.growth_plan(16, 48)
+    assert plan == ((24, 40), (48, 64))  # two phases: the cache grows from 40 to 64 slots
+    kw = dict(max_new_tokens=48, temperature=0.0, stop_tokens=[])
+    out = sampling.generate(unrolled, TOK, PROMPTS[:1], **kw)
+    tokens, logps = full_recompute_greedy(unrolled, PROMPTS[0], 48)
+    np.testing.assert_array_equal(out.tokens[0], tokens)
+    np.testing.assert_allclose(out.logprobs[0], logps, atol=1e-4)
+
+
+def test_num_samples_equal_flat_batch_and_separate_calls(unrolled):
+    n, kw = 4, dict(max_new_tokens=N, temperature=1.0, stop_strings=["\n"])
+    out = sampling.generate(unrolled, TOK, PROMPTS, num_samples=n, rng=9, **kw)
+    assert out.tokens.shape == (len(PROMPTS) * n, N)
+    # Key derivation: row r uses key r of row_keys(rng, R), as in the flat repeated batch.
+    flat = sampling.generate(unrolled, TOK, [p for p in PROMPTS for _ in range(n)], rng=9, **kw)
+    keys_R = sampling.row_keys(9, len(PROMPTS) * n)
+    for s in range(n):  # n separate calls, call s gets rows s, s+n, s+2n (sample s of each)
+        alone = sampling.generate(unrolled, TOK, PROMPTS, rng=keys_R[s::n], **kw)
+        np.testing.assert_array_equal(out.tokens[s::n], alone.tokens)
+        np.testing.assert_allclose(out.logprobs[s::n], alone.logprobs, atol=1e-4)
+        np.testing.assert_array_equal(out.lengths[s::n], alone.lengths)
+        assert out.texts[s::n] == alone.texts
+    np.testing.assert_array_equal(out.tokens, flat.tokens)
+    np.testing.assert_allclose(out.logprobs, flat.logprobs, atol=1e-4)
+    np.testing.assert_array_equal(out.finished, flat.finished)
+    assert len({tuple(t) for t in out.tokens[:n]}) == n  # one prompt's samples differ
+
+
+def test_chunks_equal_one_call_and_buckets_share_programs(unrolled):
+    kw = dict(max_new_tokens=N, temperature=1.0, rng=2, num_samples=3)
+    one = sampling.generate(unrolled, TOK, PROMPTS, max_rows=16, **kw)  # 9 rows, bucket 16
+    chunked = sampling.generate(unrolled, TOK, PROMPTS, max_rows=4, **kw)  # rows 4 + 4 + 1
+    np.testing.assert_array_equal(chunked.tokens, one.tokens)
+    np.testing.assert_allclose(chunked.logprobs, one.logprobs, atol=1e-4)
+    np.testing.assert_array_equal(chunked.lengths, one.lengths)
+    assert chunked.texts == one.texts
+    with pytest.raises(ValueError, match="one chunk"):
+        sampling.generate(unrolled, TOK, PROMPTS, max_rows=4, keep_state=True, **kw)
+    # Batch buckets: 5 and 7 prompts are both padded to 8 rows and run one program.
+    gen = lambda k: sampling.generate(unrolled, TOK, ["p"] * k, max_new_tokens=N, rng=0)
+    five = gen(5)
+    before = sampling.compile_counts()
+    seven = gen(7)
+    assert sampling.compile_counts() == before
+    np.testing.assert_array_equal(seven.tokens.shape, (7, N))
+    assert len({tuple(t) for t in five.tokens}) == 5  # padding rows dropped, keys per row
+
+
+def test_next_token_logprobs_equals_full_forward_bitwise_repeatable(unrolled):
+    model = unrolled  # a short name: the calls below fill lines
+    tokens_BT = np.asarray(jax.random.randint(jax.random.key(3), (3, 20), 0, 256), np.int32)
+    lengths_B = np.array([1, 7, 20])
+    got_BV = sampling.next_token_logprobs(model, tokens_BT, lengths_B)
+    assert got_BV.shape == (3, CFG.vocab_size) and got_BV.dtype == np.float32
+    want_BTV = jax.nn.log_softmax(forward(model, tokens_BT), axis=-1)
+    want_BV = np.asarray(want_BTV)[np.arange(3), lengths_B - 1]
+    np.testing.assert_allclose(got_BV, want_BV, atol=1e-5, rtol=1e-5)
+    np.testing.assert_array_equal(sampling.next_token_logprobs(model, tokens_BT, lengths_B), got_BV)
+    later = tokens_BT.copy()  # tokens after a row's length, or other rows, do not matter
+    later[0, 1:], later[1, 7:] = 5, 6
+    np.testing.assert_array_equal(sampling.next_token_logprobs(model, later, lengths_B), got_BV)
+    later[2] = tokens_BT[2, ::-1]  # another row 2, same padded shapes
+    mixed = sampling.next_token_logprobs(model, later, lengths_B)
+    np.testing.assert_array_equal(mixed[:2], got_BV[:2])
+    assert not np.array_equal(mixed[2], got_BV[2])
+
+
+def test_feed_is_the_incremental_form(unrolled):
+    ids = np.asarray(jax.random.randint(jax.random.key(4), (2, 12), 0, 256), np.int32)
+    full_BTV = np.asarray(jax.nn.log_softmax(forward(unrolled, ids), axis=-1))
+
+    def run() -> list[np.ndarray]:
+        state = sampling.prefill(unrolled, TOK, [ids[0, :1], ids[1, :3]], max_new_tokens=2)
+        steps = [sampling.next_logprobs(state)]
+        for t in range(8):  # past the room prefill left: the cache grows
+            state = sampling.feed(unrolled, state, [ids[0, 1 + t], ids[1, 3 + t]])
+            steps.append(sampling.next_logprobs(state))
+        return steps
+
+    first, again = run(), run()
+    for t, (a, b) in enumerate(zip(first, again)):
+        np.testing.assert_array_equal(a, b)  # the same calls give the same bits
+        np.testing.assert_allclose(a, full_BTV[[0, 1], [t, 2 + t]], atol=1e-5, rtol=1e-5)
