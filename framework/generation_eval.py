@@ -11,8 +11,10 @@ Config keys (besides EvaluatorBase's): prompts (a JSONL file; each line an objec
 'prompt' and whatever the verifier reads, e.g. 'answer'), verifier (a module path
 defining `is_correct(record, text) -> bool` and optionally `extract_answer(text)`),
 num_samples (N), k (a tuple), temperature, top_k, max_new_tokens, stop (stop strings),
-max_prompts (0 = all), rows (sampled rows per sampler call), seed. Every sample is
-written to `<workdir>/eval/<name>/<step>.jsonl` with its verdict and answer.
+max_prompts (0 = all), rows (rows per sampler chunk; 0 = the sampler's default), seed.
+Each prompt is prefilled once and its cache forked N ways (`generate(num_samples=N)`).
+Every sample is written to `<workdir>/eval/<name>/<step>.jsonl` with its verdict and
+answer.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import jax
 import ml_collections
 import numpy as np
 
@@ -59,27 +60,27 @@ class Evaluator(evaluators.EvaluatorBase):
             max_new_tokens=int(cfg.get("max_new_tokens", 64)),
             stop_strings=tuple(cfg.get("stop", ())),
         )
-        self.rows = int(cfg.get("rows", 64))
+        self.rows = int(cfg.get("rows", 0)) or None  # None: the sampler's default
         self.seed = int(cfg.get("seed", 0))
 
     def _sample(self, model: Any, prompts: Sequence[str]) -> list[str]:
-        """Texts for `prompts` in chunks of `rows` (the last padded, so one program)."""
-        texts: list[str] = []
-        for c, start in enumerate(range(0, len(prompts), self.rows)):
-            chunk = list(prompts[start : start + self.rows])
-            pad = self.rows - len(chunk) if len(prompts) > self.rows else 0
-            key = jax.random.fold_in(jax.random.key(self.seed), c)
-            out = sampling.generate(
-                model, self.task.tokenizer, chunk + chunk[:1] * pad, rng=key, **self.knobs
-            )
-            texts += list(out.texts[: len(chunk)])
-        return texts
+        """N texts per prompt, prompt-major: each prompt prefilled once, its cache forked
+        N ways; the sampler chunks rows (`rows`, or its default) into bucketed batches."""
+        out = sampling.generate(
+            model,
+            self.task.tokenizer,
+            list(prompts),
+            num_samples=self.n,
+            max_rows=self.rows,
+            rng=self.seed,
+            **self.knobs,
+        )
+        return list(out.texts)
 
     def __call__(self, params: Any) -> dict[str, float]:
         """Samples N per prompt (prompt-major rows), verifies, scores, writes samples."""
         model = self.ctx.merge(params)
-        prompts = [r["prompt"] for r in self.records for _ in range(self.n)]
-        texts = self._sample(model, prompts)
+        texts = self._sample(model, [r["prompt"] for r in self.records])
         extract = getattr(self.verifier, "extract_answer", None)
         rows, correct, majority = [], [], []
         for p, record in enumerate(self.records):

@@ -26,7 +26,7 @@ def gen_config(tmp_path, **overrides):
         k=(1, 4, 6),
         temperature=1.0,
         max_new_tokens=12,
-        rows=8,
+        rows=8,  # chunks of 8 rows: 12 rows run as 8 + 4
     )
     gen.update(overrides)
     c.evals = dict(gen=gen)
