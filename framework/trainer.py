@@ -311,17 +311,17 @@ class Trainer:
         """
         stop = preemption.StopFlag()
         try:
-            report = self.memory_report(self.compile_step())
-            if not report["fits"]:
-                raise config_lib.ConfigError(dry_run.fit_error(report))
             cfg = self.config.train
-            if restart or not self._has_checkpoints():  # checked before anything is written
+            if restart or not self._has_checkpoints():  # sources checked before compiling
                 if cfg.init_from:
                     init_from.check(
                         cfg.init_from, cfg.init_dont_load, self.abstract_state["params"]
                     )
                 if self.reference:
                     init_from.check(self.reference, "", self.abstract_state["params"])
+            report = self.memory_report(self.compile_step())
+            if not report["fits"]:
+                raise config_lib.ConfigError(dry_run.fit_error(report))
             with workdir_lib.lock(self.workdir):
                 if restart and jax.process_index() == 0:
                     moved = workdir_lib.move_aside(self.workdir)

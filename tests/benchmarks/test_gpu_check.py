@@ -108,13 +108,15 @@ def test_markdown_formats_values():
 
 
 @pytest.mark.slow
-def test_smoke_measures_every_part(tmp_path):
+def test_smoke_measures_decode_and_pmformer(tmp_path):
+    """The wrapper end to end on the decode and PMformer parts (the train + memory part
+    runs in test_train_part_falls_back_from_cudnn_and_measures_memory)."""
     out = tmp_path / "gpu_check.md"
     start = time.time()
-    proc = gpu_check(["--smoke", f"--out={out}"])
+    proc = gpu_check(["--smoke", "--only=decode,pmformer", f"--out={out}"])
     wall = time.time() - start
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    for part in ("1 train + 3 memory", "2 decode", "4 pmformer"):
+    for part in ("2 decode", "4 pmformer"):
         assert f"{part}: done" in proc.stdout
     result = json.loads((tmp_path / "gpu_check.json").read_text())
     rows = result["rows"]
@@ -124,17 +126,11 @@ def test_smoke_measures_every_part(tmp_path):
         assert math.isfinite(row["value"]) and row["value"] > 0, row
     values = {(r["part"], r["metric"]): r["value"] for r in rows}
     metrics = {m for _, m in values}
-    assert {"framework loop / bare step", "measured / estimate", "test MAE"} <= metrics
-    assert {"KV-cache decode tokens/s, batch 1", "KV-cache decode tokens/s, batch 8"} <= metrics
-    assert values[("1 train", "batch (largest that fits, memory check)")] == 8
-    assert values[("1 train", "parameters")] == 28928  # quickstart size=tiny
+    assert {"test MAE", "KV-cache decode tokens/s, batch 1"} <= metrics
+    assert "KV-cache decode tokens/s, batch 8" in metrics
     mse = next(v for (p, m), v in values.items() if m.startswith("test MSE"))
     assert 0.01 < mse < 10  # z-scored series: about 1 for a barely trained model
-    estimate = values[("3 memory", "dry-run estimate per device (bytes)")]
-    assert 1e5 < estimate < 1e9
     assert values[("4 pmformer", "steps trained")] == 6
-    ratio = values[("1 train", "framework loop / bare step")]
-    assert 0 < ratio < 10
     # The same rows in the markdown file and at the end of the output.
     table = out.read_text()
     assert table.count("\n| ") == len(rows) + 1  # the header row, then one per row
@@ -144,7 +140,7 @@ def test_smoke_measures_every_part(tmp_path):
 
 
 @pytest.mark.slow
-def test_cudnn_failure_falls_back_to_xla_attention(tmp_path):
+def test_train_part_falls_back_from_cudnn_and_measures_memory(tmp_path):
     gc = load_module()
     spec = gc.spec_for(gc.parse_args(["--smoke"]), "unused.csv")
     spec["train"]["model"] = dict(dtype="bfloat16", attention_impl="cudnn")  # no cuDNN on CPU
@@ -164,5 +160,14 @@ def test_cudnn_failure_falls_back_to_xla_attention(tmp_path):
     rows = [r for r in rows if "part" in r]
     assert rows[0]["metric"] == "status (cuDNN attention)"
     assert rows[0]["value"].startswith("error: ") and "attention cudnn" in rows[0]["setting"]
+    for row in rows[1:]:  # after the fallback: finite positive numbers
+        assert isinstance(row["value"], float) and math.isfinite(row["value"]), row
+        assert row["value"] > 0, row
+    values = {(r["part"], r["metric"]): r["value"] for r in rows}
     ratio = next(r for r in rows if r["metric"] == "framework loop / bare step")
     assert "attention xla" in ratio["setting"] and 0 < ratio["value"] < 10
+    assert values[("1 train", "batch (largest that fits, memory check)")] == 8
+    assert values[("1 train", "parameters")] == 28928  # quickstart size=tiny
+    assert "measured / estimate" in {m for _, m in values}
+    estimate = values[("3 memory", "dry-run estimate per device (bytes)")]
+    assert 1e5 < estimate < 1e9

@@ -80,13 +80,12 @@ def test_save_config_keeps_the_original_on_change(tmp_path):
     "args, message",
     [
         (["--config.optimizer.lrr=0.1"], "did you mean 'optimizer.lr'"),
-        (["--config.model.d_modle=8"], "did you mean 'model.d_model'"),
         (["--config.train.batch_size=abc"], "batch_size"),
-        (["--config.data.path=/no/such/file.txt"], "/no/such/file.txt"),
-        (["--config.mesh.rules=xyz"], "mesh.rules"),
     ],
 )
 def test_cli_user_errors_exit_2_and_write_nothing(tmp_path, args, message):
+    """Errors of the flag parsing itself, through the CLI (the other config errors below
+    take the same launch.run path in-process)."""
     workdir = tmp_path / "run"
     proc = run_cli(
         ["--config=configs/quickstart.py:size=tiny,steps=2", f"--workdir={workdir}", *args]
@@ -95,6 +94,23 @@ def test_cli_user_errors_exit_2_and_write_nothing(tmp_path, args, message):
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("error: ") and message in last, proc.stderr[-2000:]
     assert not os.path.exists(workdir)
+
+
+def test_config_errors_exit_2_and_write_nothing(tmp_path):
+    from configs import quickstart
+    from framework import launch
+
+    with pytest.raises(config_lib.ConfigError, match="did you mean 'model.d_model'"):
+        config_lib.check_override_keys(quickstart.get_config("size=tiny"), ["model.d_modle"])
+    cases = {"/no/such/file.txt": ("data", "path"), "mesh.rules": ("mesh", "rules")}
+    for message, (section, key) in cases.items():
+        c = quickstart.get_config("size=tiny,steps=2")
+        c[section][key] = "/no/such/file.txt" if key == "path" else "xyz"
+        workdir = tmp_path / key
+        outcome = launch.run(c, str(workdir))
+        assert outcome.code == 2 and message in outcome.message, outcome
+        assert outcome.message.startswith("error: ") and "\n" not in outcome.message
+        assert not os.path.exists(workdir)
 
 
 def test_cli_bad_config_argument_exits_2(tmp_path):

@@ -150,8 +150,8 @@ def test_user_errors_exit_2_with_one_line(tmp_path, capsys):
 @pytest.mark.slow
 def test_killed_parallel_sweep_resumes_only_unfinished_points(tmp_path, capsys):
     """3 points of the 4-point sweep (--only), as processes 2 at a time, killed (sweep and
-    runs) after a point finished; the re-run trains only the others; the results table
-    lists all 4 points (the unselected one pending)."""
+    runs) after a point finished; the re-run (inline) trains only the others; the results
+    table lists all 4 points (the unselected one pending)."""
     workdir = str(tmp_path / "sweep")
     args = [CONFIG, f"--workdir={workdir}", "--parallel=2", END_EVAL_ONLY, f"--only={ONLY}"]
     proc = subprocess.Popen(
@@ -179,7 +179,10 @@ def test_killed_parallel_sweep_resumes_only_unfinished_points(tmp_path, capsys):
     assert 1 <= len(done) < 3, done
 
     capsys.readouterr()
-    assert sweep.main(args) == 0  # this process runs the sweep; its points are processes
+    # The re-run inline (resuming is the same code for both kinds of points; the kill
+    # above was of processes): it trains only the unfinished points.
+    inline = [a for a in args if not a.startswith("--parallel")] + ["--inline"]
+    assert sweep.main(inline) == 0
     rerun = capsys.readouterr().out
     ran = re.findall(r"^\[\d/\d\] \w+\s+(\S+)", rerun, flags=re.M)
     assert sorted(ran) == sorted(set(SELECTED) - set(done))
