@@ -13,15 +13,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # Tests check values, not speed: XLA's CPU backend at its cheapest optimisation level
 # compiles the tiny test programs in about 40 % less time (a PMformer tiny reproduction:
-# 58 s -> 34 s on one core, cold cache), and single-threaded Eigen avoids two pytest
-# workers' thread pools fighting over 2 cores (about 10 % less wall time on the trainer
-# and model tests). HLO optimisations (fusion, layout) still run; in-process and
-# subprocess runs of the session use the same flags, so bitwise comparisons between them
-# hold. Benchmarks run with XLA's defaults.
-FAST_COMPILE_FLAGS = (
-    "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true "
-    "--xla_cpu_multi_thread_eigen=false"
-)
+# 58 s -> 34 s on one core, cold cache). HLO optimisations (fusion, layout) still run;
+# in-process and subprocess runs of the session use the same flags, so bitwise
+# comparisons between them hold. Benchmarks run with XLA's defaults.
+FAST_COMPILE_FLAGS = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
 os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {FAST_COMPILE_FLAGS}".strip()
 
 
