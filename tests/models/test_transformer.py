@@ -334,3 +334,16 @@ def test_train_flops_per_token_hand_calculation():
     assert train_flops_per_token(cfg, seq_len) == expected == 812_544
     swiglu = dataclasses.replace(cfg, mlp="swiglu", tie_embeddings=True)
     assert train_flops_per_token(swiglu, seq_len) == expected + 6 * 3 * 64 * 256
+
+
+@pytest.mark.parametrize("scan", [False, True])
+def test_encode_returns_the_hidden_state_and_each_blocks_output(scan):
+    cfg = TransformerConfig(
+        vocab_size=32, d_model=16, num_heads=2, num_layers=3, d_ff=32, max_len=8, scan_layers=scan
+    )
+    model = Transformer(cfg, rngs=nnx.Rngs(0))
+    tokens = jnp.arange(10, dtype=jnp.int32).reshape(2, 5) % 32
+    hidden, out = model.encode(tokens, return_blocks=True)
+    assert hidden.shape == (2, 5, 16) and out["blocks"].shape == (3, 2, 5, 16)
+    np.testing.assert_allclose(model.final_norm(out["blocks"][-1]), hidden, rtol=1e-6)
+    np.testing.assert_allclose(model.unembed_logits(hidden), model(tokens), rtol=1e-6)
