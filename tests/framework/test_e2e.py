@@ -16,13 +16,13 @@ import pytest
 
 from tests.conftest import ROOT, cli_env, load_checkpoint
 
-STEPS = 240
-CKPT = 60
+STEPS = 120
+CKPT = 30
 CONFIG = [
     f"--config=configs/quickstart.py:size=tiny,steps={STEPS}",
     f"--config.train.checkpoint_every_steps={CKPT}",
     "--config.train.eval_every_steps=0",
-    "--config.train.log_every_steps=40",
+    "--config.train.log_every_steps=20",
     "--config.model.dropout=0.1",  # exercises the per-step RNG on resume
 ]
 
@@ -45,7 +45,7 @@ def in_process_config():
     from configs import quickstart
 
     config = quickstart.get_config(f"size=tiny,steps={STEPS}")
-    config.train.update(checkpoint_every_steps=CKPT, eval_every_steps=0, log_every_steps=40)
+    config.train.update(checkpoint_every_steps=CKPT, eval_every_steps=0, log_every_steps=20)
     config.model.dropout = 0.1
     return config
 
@@ -98,7 +98,7 @@ def wait_for_checkpoint(workdir, step, proc, timeout=180):
 @pytest.mark.slow
 def test_reference_run_outputs(reference):
     ckpts = sorted(int(s) for s in os.listdir(os.path.join(reference, "checkpoints")))
-    assert ckpts == [120, 180, 240]  # keep_checkpoints=3
+    assert ckpts == [60, 90, 120]  # keep_checkpoints=3
     assert os.path.exists(os.path.join(reference, "loss.png"))
 
 
@@ -137,16 +137,16 @@ def test_nan_guard_halts_and_keeps_checkpoint(tmp_path, caplog):
     from framework import launch
 
     config = in_process_config()
-    config.debug.nan_at_step = 100
+    config.debug.nan_at_step = 50
     workdir = str(tmp_path / "nan")
     outcome = launch.run(config, workdir)  # what framework.main runs; exit code 3
     assert outcome.code == 3 and outcome.result["status"] == "diverged"
-    assert outcome.result["step"] == 100 and outcome.result["checkpoint_step"] == 60
-    assert "NaN/Inf at step 100" in caplog.text
-    assert "last good checkpoint is step 60" in caplog.text
+    assert outcome.result["step"] == 50 and outcome.result["checkpoint_step"] == 30
+    assert "NaN/Inf at step 50" in caplog.text
+    assert "last good checkpoint is step 30" in caplog.text
     steps = sorted(int(s) for s in os.listdir(os.path.join(workdir, "checkpoints")))
-    assert steps == [60]
-    params, _ = final_params(workdir, 60)
+    assert steps == [30]
+    params, _ = final_params(workdir, 30)
     assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(params))
 
 
@@ -163,7 +163,7 @@ def test_corrupt_latest_checkpoint_falls_back(reference, tmp_path, caplog):
                 f.write(b"garbage")
     assert launch.run(in_process_config(), workdir).code == 0  # what the CLI runs
     assert f"checkpoint at step {STEPS} is unreadable" in caplog.text
-    assert "resumed from checkpoint at step 180" in caplog.text
+    assert "resumed from checkpoint at step 90" in caplog.text
     # The corrupt files are kept aside, and the retrained run matches.
     assert os.path.exists(os.path.join(workdir, "checkpoints_corrupt", str(STEPS)))
     assert_bitwise_equal(final_params(workdir), final_params(reference))

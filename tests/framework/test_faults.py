@@ -298,11 +298,21 @@ def test_cli_user_errors_exit_2_with_one_line(clean, tmp_path):
         (main, ["--config=configs/nope.py", w], "config file 'configs/nope.py' does not exist"),
         (main, [f"--config={tmp_path}/syntax.py", w], "has a syntax error at line 1"),
         (main, [*CLI, w, "--config.optimizer.lr=-0.1"], "optimizer.lr=-0.1 is negative"),
-        (sample, [w, "--max_new_tokens=-5"], "--max_new_tokens=-5 must be >= 1"),
-        (sample, [w, "--num_samples=0"], "--num_samples=0 must be >= 1"),
-        (sample, [w, "--temperature=-1"], "--temperature=-1.0 must be >= 0"),
         (sample, [w, "--top_p=1.5"], "--top_p=1.5 must be in (0, 1]"),
     ]
+    # The sampler's other flag checks, in this process (the top_p case above shows that
+    # the CLI turns a failed check into one line and exit 2).
+    from framework.sample import check_flags
+
+    ok = dict(max_new_tokens=8, num_samples=1, temperature=1.0, top_k=0, top_p=1.0)
+    for bad, message in [
+        (dict(max_new_tokens=-5), "--max_new_tokens=-5 must be >= 1"),
+        (dict(num_samples=0), "--num_samples=0 must be >= 1"),
+        (dict(temperature=-1.0), "--temperature=-1.0 must be >= 0"),
+        (dict(top_k=-1), "--top_k=-1 must be >= 0"),
+    ]:
+        assert message in check_flags(**{**ok, **bad})
+    assert check_flags(**ok) is None
     for module, args, message in cases:
         proc = run_cli(args, module=module)
         lines = proc.stderr.strip().splitlines()
