@@ -36,8 +36,9 @@ class SampleError(ValueError):
     """A user error: missing workdir, config or checkpoint."""
 
 
-def load_run(workdir: str) -> tuple[Any, Any, Any]:
-    """(model, tokenizer, trainer) of a run, with params from its newest checkpoint."""
+def load_run(workdir: str, which: str | int = "latest") -> tuple[Any, Any, Any]:
+    """(model, tokenizer, trainer) of a run, with params from its newest checkpoint (or
+    `which`: 'best', 'latest' or a step, as checkpoint.restore_params)."""
     from framework import checkpoint, config as config_lib, trainer as trainer_lib
 
     try:
@@ -48,7 +49,7 @@ def load_run(workdir: str) -> tuple[Any, Any, Any]:
     config.mesh.update(dict(data=-1, fsdp=1, tensor=1, rules="dp"))
     trainer = trainer_lib.Trainer(config, workdir)
     try:
-        params, _ = checkpoint.restore_params(workdir, "latest", trainer.abstract_state["params"])
+        params, _ = checkpoint.restore_params(workdir, which, trainer.abstract_state["params"])
     except config_lib.ConfigError as e:
         raise SampleError(str(e)) from None
     return trainer.merge(params), trainer.task.tokenizer, trainer

@@ -124,6 +124,19 @@ def tiny_lm_run(tmp_path_factory) -> str:
     return session_artifact(tmp_path_factory, "tiny_lm_run", build)
 
 
+@pytest.fixture(scope="session")
+def arith_tiny_base(tmp_path_factory) -> str:
+    """The arithmetic base policy at the tiny variant (experiments.arith.base: 150 steps on
+    1-2 step, 1-digit problems), trained once per session; read-only."""
+
+    def build(path: str) -> None:
+        from experiments.arith import base
+
+        base.build(path, "tiny", f"{path}_data", gate=False)
+
+    return session_artifact(tmp_path_factory, "arith_tiny_base", build)
+
+
 def pytest_collection_modifyitems(config, items) -> None:
     """Slow tests first, so that the xdist workers do not end on one long test."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)

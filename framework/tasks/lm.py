@@ -44,6 +44,10 @@ def default_config() -> ml_collections.ConfigDict:
             seq_len=128,
             val_fraction=0.05,
             embedded_chars=1_000_000,
+            # A module whose prepare(path, spec) writes data.path when it is missing,
+            # from the string prepare_spec (e.g. 'data.arith': generated problems).
+            prepare="",
+            prepare_spec="",
         )
     )
     # kl_to: a reference run ('WORKDIR[:best|latest|STEP]') whose parameters the state
@@ -170,6 +174,12 @@ class Task(base.Task):
     def _load_data(self, tokenizer: tokenizers.Tokenizer) -> Any:
         """Train/val rows for data.format (packed text, examples or token files)."""
         d, seed = self.config.data, self.config.seed
+        if d.prepare:
+            module = config_lib.load_module(d.prepare, "data.prepare")
+            try:
+                module.prepare(d.path, d.prepare_spec)
+            except ValueError as e:  # a bad spec, or a file made from another one
+                raise config_lib.ConfigError(f"data.prepare={d.prepare!r}: {e}") from None
         try:
             if d.format == "examples":
                 return examples.load_examples(

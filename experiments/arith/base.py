@@ -1,0 +1,126 @@
+"""Train the arithmetic base policy pi0 (configs/arith.py) and check its calibration gate.
+
+    python -m experiments.arith.base --workdir=runs/arith_base [--variant=cpu|tiny]
+
+The gate (../shared/papers/arith.md 0.4) asks for room above pi0 that sampling, search
+and self-training can show: on a test set balanced over k = 1..6 (terse, 1- and 2-digit
+operands, a seed the training set does not use), greedy pass@1 in [0.25, 0.65] and
+falling with k (each level at most 0.03 above the one before), k=1 >= 0.8, k=6 <= 0.35,
+pass@16 at temperature 1 at least 0.15 above greedy pass@1, invalid answers <= 5 %.
+Writes <workdir>/gate.json and gate.md. Re-running resumes the training (or skips it
+when finished) and recomputes the gate; exit 0 whether or not the gate holds (it says
+which checks fail), 2 for a user error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from data import arith
+from experiments import report_utils
+from experiments.arith import policy as policy_lib
+from framework import config as config_lib, files, launch
+
+GATE_SEED = 1_000_003  # test problems: a stream the training problems (seed 0) never use
+VARIANTS = {
+    # configs/arith.py arg, gate problems per k, samples at T=1, the gate's k levels
+    "cpu": ("size=s", 50, 16, range(1, 7)),
+    # Tests: a model that learns 1-2 step, 1-digit problems in seconds (not gated).
+    "tiny": ("size=tiny,k=1-2,d=1,n=20000", 4, 4, range(1, 3)),
+}
+
+
+def gate_problems(
+    per_k: int, seed: int = GATE_SEED, ks: Sequence[int] = range(1, 7), d: Sequence[int] = (1, 2)
+) -> list:
+    """`per_k` terse problems at each steps-count k (operand digits `d` mixed)."""
+    return [p for k in ks for p in arith.generate(per_k, seed=seed + k, k=k, d=d)]
+
+
+def gate_checks(greedy: dict[str, dict], sampled: dict[str, dict], n: int) -> dict[str, bool]:
+    """The gate's checks on greedy and T=1 scores (policy.score outputs)."""
+    levels = sorted(int(key[2:]) for key in greedy if key.startswith("k="))
+    by_k = [greedy[f"k={k}"]["pass@1"] for k in levels]
+    p1 = greedy["all"]["pass@1"]
+    return {
+        "greedy pass@1 in [0.25, 0.65]": 0.25 <= p1 <= 0.65,
+        "greedy pass@1 falls with k (+0.03 slack)": all(
+            b <= a + 0.03 for a, b in zip(by_k, by_k[1:])
+        ),
+        "k=1 greedy pass@1 >= 0.8": by_k[0] >= 0.8,
+        "k=6 greedy pass@1 <= 0.35": greedy.get("k=6", {"pass@1": 0.0})["pass@1"] <= 0.35,
+        f"pass@{n} (T=1) >= greedy pass@1 + 0.15": sampled["all"].get(f"pass@{n}", 0) >= p1 + 0.15,
+        "invalid answers <= 5 %": greedy["all"]["invalid"] <= 0.05
+        and sampled["all"]["invalid"] <= 0.05,
+    }
+
+
+def evaluate_gate(workdir: str, per_k: int, n: int, ks: Sequence[int]) -> dict[str, Any]:
+    """Greedy and T=1 scores of the run's latest parameters on the gate problems."""
+    problems = gate_problems(per_k, ks=ks)
+    policy = policy_lib.load_policy(workdir)
+    greedy = policy_lib.score(problems, policy_lib.sample(policy, problems))
+    texts = policy_lib.sample(policy, problems, n=n, temperature=1.0, seed=1)
+    sampled = policy_lib.score(problems, texts, ks=(1, 4, n))
+    checks = gate_checks(greedy, sampled, n)
+    return dict(passed=all(checks.values()), checks=checks, greedy=greedy, sampled=sampled, n=n)
+
+
+def gate_table(gate: dict[str, Any]) -> list[str]:
+    """The gate's markdown: per-level scores, then each check."""
+    n = gate["n"]
+    rows = [
+        [key, g["pass@1"], s["pass@1"], s[f"pass@{n}"], s[f"maj@{n}"], g["invalid"]]
+        for key, g in gate["greedy"].items()
+        for s in [gate["sampled"][key]]
+    ]
+    head = ["level", "greedy pass@1", "T=1 pass@1", f"T=1 pass@{n}", f"maj@{n}", "invalid"]
+    lines = report_utils.md_table(head, rows, digits=3)
+    lines += ["", f"Gate: **{'passed' if gate['passed'] else 'FAILED'}**", ""]
+    lines += [f"- {'ok  ' if ok else 'FAIL'} {name}" for name, ok in gate["checks"].items()]
+    return lines
+
+
+def build(workdir: str, variant: str, data_dir: str, gate: bool = True) -> dict[str, Any] | None:
+    """Trains pi0 in `workdir` (resuming) and, with `gate`, writes gate.json / gate.md and
+    returns the gate dict. Raises ConfigError for a user error."""
+    from configs import arith as arith_config
+
+    arg, per_k, n, ks = VARIANTS[variant]
+    config = arith_config.get_config(f"{arg},data_dir={data_dir}")
+    outcome = launch.run(config, workdir)
+    if outcome.code != 0:
+        raise config_lib.ConfigError(outcome.message.removeprefix("error: ") or "pi0 failed")
+    if not gate:
+        return None
+    gate = evaluate_gate(workdir, per_k, n, ks)
+    files.atomic_write_json(os.path.join(workdir, "gate.json"), gate)
+    files.atomic_write_text(os.path.join(workdir, "gate.md"), "\n".join(gate_table(gate)) + "\n")
+    return gate
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The CLI (module docstring)."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--workdir", required=True, help="pi0's run directory")
+    p.add_argument("--variant", default="cpu", choices=sorted(VARIANTS))
+    p.add_argument("--data_dir", default="runs/data", help="where the training JSONL goes")
+    args = p.parse_args(argv)
+    start = time.time()
+    try:
+        gate = build(args.workdir, args.variant, args.data_dir)
+    except config_lib.ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print("\n".join(gate_table(gate)))
+    print(f"pi0 in {args.workdir} ({time.time() - start:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
