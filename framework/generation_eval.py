@@ -11,7 +11,8 @@ Config keys (besides EvaluatorBase's): prompts (a JSONL file; each line an objec
 'prompt' and whatever the verifier reads, e.g. 'answer'), verifier (a module path
 defining `is_correct(record, text) -> bool` and optionally `extract_answer(text)`),
 num_samples (N), k (a tuple), temperature, top_k, max_new_tokens, stop (stop strings),
-max_prompts (0 = all), rows (rows per sampler chunk; 0 = the sampler's default), seed.
+max_prompts (0 = all), rows (rows per sampler chunk; 0 = the sampler's default),
+fixed_rows (pad every chunk to exactly `rows`: one compiled program), seed.
 Each prompt is prefilled once and its cache forked N ways (`generate(num_samples=N)`).
 Every sample is written to `<workdir>/eval/<name>/<step>.jsonl` with its verdict and
 answer.
@@ -61,6 +62,7 @@ class Evaluator(evaluators.EvaluatorBase):
             stop_strings=tuple(cfg.get("stop", ())),
         )
         self.rows = int(cfg.get("rows", 0)) or None  # None: the sampler's default
+        self.fixed_rows = bool(cfg.get("fixed_rows", False)) and self.rows is not None
         self.seed = int(cfg.get("seed", 0))
 
     def _sample(self, model: Any, prompts: Sequence[str]) -> list[str]:
@@ -72,6 +74,7 @@ class Evaluator(evaluators.EvaluatorBase):
             list(prompts),
             num_samples=self.n,
             max_rows=self.rows,
+            fixed_rows=self.fixed_rows,
             rng=self.seed,
             **self.knobs,
         )

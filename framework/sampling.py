@@ -385,6 +385,7 @@ def generate(
     keep_state: bool = False,
     num_samples: int = 1,
     max_rows: int | None = None,
+    fixed_rows: bool = False,
 ) -> SampleOutput:
     """Samples num_samples continuations of each prompt (or row of a DecodeState).
 
@@ -393,7 +394,9 @@ def generate(
     one key per output row (row r gets key r of row_keys(rng, R)), or R keys, so a row's
     sample depends only on its prompt and key, not on its batch, chunk or num_samples.
     stop_tokens=None stops on the tokenizer's EOS. Rows run in chunks of at most max_rows
-    (default: default_max_rows). keep_state=True returns the DecodeState (the whole KV
+    (default: default_max_rows); fixed_rows=True pads every chunk to exactly max_rows, so
+    calls with any number of rows share one compiled program (else a chunk is padded to
+    the next power of two). keep_state=True returns the DecodeState (the whole KV
     cache, on device); its rows run as one chunk (a given max_rows must hold them all).
     """
     check_knobs(temperature, top_k, top_p)
@@ -416,7 +419,7 @@ def generate(
     parts, pending = [], None
     for start in range(0, R, max_rows):
         rows = np.arange(start, min(start + max_rows, R))
-        bucket = row_bucket(len(rows), max_rows)
+        bucket = max_rows if fixed_rows else row_bucket(len(rows), max_rows)
         state, made = _rows_state(graphdef, params, source, rows // num_samples, bucket)
         keys = keys_R[np.concatenate([rows, np.full(bucket - len(rows), start)])]
         loop = decoding.sample_loop_donating if made and len(plan) == 1 else decoding.sample_loop
