@@ -1,0 +1,278 @@
+"""ReST^EM on the arithmetic tasks, end to end: pi0, the iterations, the baselines, the
+evaluations and the report.
+
+    python -m experiments.rest_em.run --workdir=runs/rest_em [--variant=cpu|tiny]
+        [--base=runs/arith_base]   # reuse a trained pi0 (default: train one in WORKDIR/base)
+
+Methods (each a chain of E-step -> filter -> M-step, experiments/rest_em/loop.py):
+  rest_em   I iterations; every M-step fine-tunes pi0 (reset to the base)
+  rest      iterations 2..I continue from the previous iterate (iteration 1 is shared)
+  sft_gold  one M-step on one gold solution per question
+  x3        one iteration with 3x the samples per question        (cpu variant)
+  no_cap    iteration 1's samples, every correct one kept          (cpu variant)
+  small     ReST^EM on the first `small` questions only             (cpu variant)
+Each resulting policy is evaluated on the test set (greedy pass@1 per k = 1..8; k = 7, 8
+never trained), the training questions (pass@1 at T = 0.7), the word-problem transfer
+set (greedy; the questions are all terse) and, for pi0 and the last iterates, pass@k
+at T = 1, top-p 0.95 and majority vote. Everything is resumable: a killed run re-run
+continues from the last finished step. The cpu variant takes about 45-60 minutes on
+2 cores; tiny is for tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from data import arith
+from experiments.arith import base as base_lib, policy as policy_lib
+from experiments.rest_em import loop
+from framework import config as config_lib, files, init_from, launch
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """A scale of the experiment."""
+
+    base: str  # experiments.arith.base variant for pi0
+    questions: int  # |D_q|
+    val: int
+    test_per_k: int  # test problems at each k = 1..8
+    transfer: int  # word problems, k = 1..6
+    n: int  # E-step samples per question
+    cap: int  # kept correct samples per question
+    iterations: int
+    steps: int  # M-step steps at most
+    batch: int
+    lr: float
+    eval_every: int
+    patience: int
+    pass_k_n: int  # samples per test problem for pass@k curves
+    train_eval: int  # training questions scored at T = 0.7
+    methods: tuple[str, ...]
+    small: int = 0  # |D_q| of the small-set run
+    ks: tuple[int, ...] = tuple(range(1, 7))  # steps of questions (pi0 trained on 1..6)
+    test_ks: tuple[int, ...] = tuple(range(1, 9))
+    d: tuple[int, ...] = (1, 2)
+    rows: int = 0  # > 0: every sampler chunk padded to this many rows (one program)
+
+
+VARIANTS = {
+    "cpu": Variant(
+        "cpu", 1000, 100, 50, 200, 16, 10, 3, 200, 32, 3e-4, 25, 2, 16, 400,
+        ("rest_em", "rest", "sft_gold", "x3", "no_cap", "small"), small=100,
+    ),
+    "tiny": Variant(
+        "tiny", 12, 4, 2, 4, 4, 2, 2, 6, 8, 1e-3, 3, 1, 4, 6, ("rest_em", "rest", "sft_gold"),
+        ks=(1, 2), test_ks=(1, 2, 3), d=(1,), rows=32,
+    ),
+}  # fmt: skip
+SEEDS = dict(questions=101, val=202, test=303, transfer=404)
+
+
+def make_data(workdir: str, v: Variant) -> dict[str, list[arith.Problem]]:
+    """The question, validation, test and transfer sets (written once, then read)."""
+    os.makedirs(os.path.join(workdir, "data"), exist_ok=True)
+    specs = dict(
+        questions=lambda: arith.generate(v.questions, seed=SEEDS["questions"], k=v.ks, d=v.d),
+        val=lambda: arith.generate(v.val, seed=SEEDS["val"], k=v.ks, d=v.d),
+        test=lambda: base_lib.gate_problems(v.test_per_k, SEEDS["test"], v.test_ks, v.d),
+        transfer=lambda: arith.generate(
+            v.transfer, seed=SEEDS["transfer"], k=v.ks, d=v.d, style="words"
+        ),
+    )
+    out = {}
+    for name, make in specs.items():
+        path = os.path.join(workdir, "data", f"{name}.jsonl")
+        if not os.path.exists(path):
+            arith.write_jsonl(make(), path)
+        out[name] = arith.read_jsonl(path)
+    return out
+
+
+class Experiment:
+    """The runs of one workdir: each method's iterations, resumable (module docstring)."""
+
+    def __init__(self, workdir: str, v: Variant, base: str) -> None:
+        task = config_lib.saved_config(base).task
+        if task != "framework.tasks.lm":
+            raise config_lib.ConfigError(
+                f"{base!r} is a {task} run, not a language model; give pi0's workdir "
+                "(experiments.arith.base)."
+            )
+        self.workdir, self.v, self.base = workdir, v, base
+        self.data = make_data(workdir, v)
+        self.budget = policy_lib.token_budget(self.data["test"])
+        self.rows = v.rows or None
+
+    def path(self, *parts: str) -> str:
+        """A path under the workdir (its folder created)."""
+        p = os.path.join(self.workdir, *parts)
+        os.makedirs(os.path.dirname(p), exist_ok=True)
+        return p
+
+    def iteration(
+        self, method: str, i: int, policy: tuple[str, str], init: str, *, n: int, cap: int,
+        questions: Sequence[arith.Problem] | None = None, samples_from: str = "",
+    ) -> str:  # fmt: skip
+        """One E-step (from `policy` = (workdir, which)) and M-step (from `init`); returns
+        the M-step's workdir. `samples_from` reuses another iteration's samples file."""
+        qs = self.data["questions"] if questions is None else questions
+        name = f"{method}/iter{i}"
+        samples = samples_from or self.path(name, "samples.jsonl")
+        rows = loop.e_step(
+            *policy, qs, samples, n=n, seed=1000 * i + n, max_new_tokens=self.budget,
+            max_rows=self.rows,
+        )  # fmt: skip
+        kept = loop.keep(rows, qs, cap)
+        record = self.path(name, "estep.json")
+        if not os.path.exists(record):
+            stats = loop.e_step_stats(rows, kept, len(qs))
+            stats.update(policy=f"{policy[0]}:{policy[1]}", policy_hash=loop.params_hash(*policy))
+            stats.update(init=init, init_hash=loop.params_hash(*init_from.parse(init)))
+            files.atomic_write_json(record, stats)
+        return self.m_step(name, init, kept)
+
+    def m_step(self, name: str, init: str, examples: Sequence[dict]) -> str:
+        """Fine-tunes from `init` on `examples` in <name>/run (skipped when finished)."""
+        run = os.path.join(self.workdir, name, "run")
+        if not examples:
+            raise config_lib.ConfigError(
+                f"{name}: the E-step kept no correct sample, so there is nothing to fine-tune "
+                "on; train pi0 longer (experiments.arith.base) or sample more."
+            )
+        data = self.path(name, "train.jsonl")
+        if not os.path.exists(data):
+            loop.write_examples(examples, data)
+        config = loop.m_step_config(
+            self.base, init, data, os.path.join(self.workdir, "data", "val.jsonl"),
+            steps=self.v.steps, batch_size=self.v.batch, lr=self.v.lr,
+            eval_every=self.v.eval_every, patience=self.v.patience,
+            max_new_tokens=self.budget, rows=self.v.rows,
+            compilation_cache=os.path.join(self.workdir, "jax_cache"),  # shared by all runs
+        )  # fmt: skip
+        outcome = launch.run(config, run)
+        if outcome.code != 0:
+            message = outcome.message.removeprefix("error: ") or "the M-step failed"
+            raise config_lib.ConfigError(f"{name}: {message}")
+        return run
+
+    def methods(self) -> dict[str, list[str]]:
+        """Runs every method of the variant; {method: [policy workdir per iteration]}."""
+        v, base = self.v, (self.base, "latest")
+        pi0 = f"{self.base}:latest"
+        chains: dict[str, list[str]] = {}
+        rest_em, prev = [], base
+        for i in range(1, v.iterations + 1):
+            rest_em.append(self.iteration("rest_em", i, prev, pi0, n=v.n, cap=v.cap))
+            prev = (rest_em[-1], "best")
+        chains["rest_em"] = rest_em
+        if "rest" in v.methods:  # iteration 1 is ReST^EM's (same policy, same init)
+            rest, prev = [rest_em[0]], (rest_em[0], "best")
+            for i in range(2, v.iterations + 1):
+                rest.append(self.iteration("rest", i, prev, f"{prev[0]}:best", n=v.n, cap=v.cap))
+                prev = (rest[-1], "best")
+            chains["rest"] = rest
+        if "sft_gold" in v.methods:
+            gold = loop.gold_examples(self.data["questions"])
+            chains["sft_gold"] = [self.m_step("sft_gold/iter1", pi0, gold)]
+        if "x3" in v.methods:
+            chains["x3"] = [self.iteration("x3", 1, base, pi0, n=3 * v.n, cap=v.cap)]
+        if "no_cap" in v.methods:
+            first = os.path.join(self.workdir, "rest_em", "iter1", "samples.jsonl")
+            chains["no_cap"] = [
+                self.iteration("no_cap", 1, base, pi0, n=v.n, cap=0, samples_from=first)
+            ]
+        if "small" in v.methods:
+            qs, small, prev = self.data["questions"][: v.small], [], base
+            for i in range(1, v.iterations + 1):
+                small.append(self.iteration("small", i, prev, pi0, n=v.n, cap=v.cap, questions=qs))
+                prev = (small[-1], "best")
+            chains["small"] = small
+        return chains
+
+    def evaluate(self, name: str, run: str, which: str, pass_k: bool) -> dict[str, Any]:
+        """A policy's scores (cached in evals/<name>.json)."""
+        out = self.path("evals", f"{name}.json")
+        if os.path.exists(out):
+            return files.read_json(out)
+        policy, d, v = policy_lib.load_policy(run, which), self.data, self.v
+        train_qs = d["questions"][: v.train_eval]
+
+        def scores(problems, ks=(1,), **knobs):
+            texts = policy_lib.sample(
+                policy, problems, max_new_tokens=self.budget, max_rows=self.rows, **knobs
+            )
+            return policy_lib.score(problems, texts, ks)
+
+        result = dict(
+            test=scores(d["test"]),
+            transfer=scores(d["transfer"]),
+            train_t07=scores(train_qs, temperature=0.7, seed=7),
+        )
+        if pass_k:
+            result["pass_k"] = scores(
+                d["test"], (1, 4, 16), n=v.pass_k_n, temperature=1.0, top_p=0.95, seed=11
+            )
+        files.atomic_write_json(out, result)
+        return result
+
+
+def run_all(workdir: str, variant: str, base: str = "", data_dir: str = "") -> dict[str, Any]:
+    """pi0 (unless `base`), every method and every evaluation; writes results.json."""
+    v = VARIANTS[variant]
+    if not base:
+        base = os.path.join(workdir, "base")
+        base_lib.build(base, v.base, data_dir or os.path.join(workdir, "data"))
+    exp = Experiment(workdir, v, base)
+    chains = exp.methods()
+    evals: dict[str, Any] = {"pi0": exp.evaluate("pi0", base, "latest", pass_k=True)}
+    for method, runs in chains.items():
+        for i, run in enumerate(runs, start=1):
+            last = i == len(runs) and method in ("rest_em", "rest")
+            evals[f"{method}/iter{i}"] = exp.evaluate(f"{method}_iter{i}", run, "best", last)
+    estep = {}
+    for method in chains:
+        for i in range(1, len(chains[method]) + 1):
+            p = os.path.join(workdir, method, f"iter{i}", "estep.json")
+            if os.path.exists(p):
+                estep[f"{method}/iter{i}"] = files.read_json(p)
+    results = dict(
+        variant=variant, config=dataclasses.asdict(v), base=base, evals=evals, estep=estep
+    )
+    files.atomic_write_json(os.path.join(workdir, "results.json"), results)
+    return results
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The CLI (module docstring)."""
+    from experiments.rest_em import report
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--workdir", required=True)
+    p.add_argument("--variant", default="cpu", choices=sorted(VARIANTS))
+    p.add_argument("--base", default="", help="a trained pi0 run to reuse")
+    p.add_argument("--readme", default="", help="splice the report into this README")
+    args = p.parse_args(argv)
+    start = time.time()
+    try:
+        if args.base and not os.path.isdir(args.base):
+            raise config_lib.ConfigError(f"--base {args.base!r} does not exist; train pi0 first.")
+        run_all(args.workdir, args.variant, args.base)
+    except config_lib.ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    report.main(
+        [f"--workdir={args.workdir}"] + ([f"--readme={args.readme}"] if args.readme else [])
+    )
+    print(f"rest_em {args.variant} finished in {time.time() - start:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

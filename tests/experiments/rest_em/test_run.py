@@ -1,0 +1,94 @@
+"""ReST^EM's tiny reproduction end to end, in this process: pi0, two iterations, ReST
+and SFT on gold, the evaluations and the report; then what the loop promises: every
+ReST^EM M-step starts from pi0's exact parameters while each E-step samples from the
+previous iterate, the cap holds, the best validation reward is the one kept, and a
+re-run does nothing twice."""
+
+import json
+import os
+
+import pytest
+
+from experiments.rest_em import loop, run
+from framework import files
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory, arith_tiny_base):
+    workdir = str(tmp_path_factory.mktemp("rest_em"))
+    assert run.main([f"--workdir={workdir}", "--variant=tiny", f"--base={arith_tiny_base}"]) == 0
+    return workdir
+
+
+@pytest.mark.slow
+def test_tiny_reproduction_writes_the_report(tiny):
+    results = files.read_json(os.path.join(tiny, "results.json"))
+    assert set(results["evals"]) == {
+        "pi0", "rest_em/iter1", "rest_em/iter2", "rest/iter1", "rest/iter2", "sft_gold/iter1"
+    }  # fmt: skip
+    for e in results["evals"].values():
+        assert 0.0 <= e["test"]["all"]["pass@1"] <= 1.0
+        assert {"k=1", "k=2", "k=3"} <= set(e["test"])
+    assert "pass_k" in results["evals"]["rest_em/iter2"]
+    with open(os.path.join(tiny, "report.md")) as f:
+        text = f.read()
+    assert "R1 iteration 1 raises greedy test pass@1" in text
+    for name in ("pass1_vs_iteration.png", "pass_at_k.png", "gain_per_k.png"):
+        assert os.path.getsize(os.path.join(tiny, name)) > 1000
+
+
+@pytest.mark.slow
+def test_m_steps_reset_to_pi0_and_e_steps_use_the_previous_iterate(tiny):
+    base = files.read_json(os.path.join(tiny, "results.json"))["base"]
+    pi0 = loop.params_hash(base, "latest")
+    rec = {
+        name: files.read_json(os.path.join(tiny, name, "estep.json"))
+        for name in ("rest_em/iter1", "rest_em/iter2", "rest/iter2")
+    }
+    assert rec["rest_em/iter1"]["init_hash"] == rec["rest_em/iter2"]["init_hash"] == pi0
+    assert rec["rest_em/iter1"]["policy_hash"] == pi0
+    iter1 = loop.params_hash(os.path.join(tiny, "rest_em", "iter1", "run"), "best")
+    assert iter1 != pi0
+    assert rec["rest_em/iter2"]["policy_hash"] == iter1  # sampled from iteration 1
+    assert rec["rest/iter2"]["init_hash"] == iter1  # ReST continues from it
+
+
+@pytest.mark.slow
+def test_cap_best_reward_and_resume(tiny):
+    cap = run.VARIANTS["tiny"].cap
+    for name in ("rest_em/iter1", "rest_em/iter2"):
+        kept = files.read_jsonl(os.path.join(tiny, name, "train.jsonl"))
+        per_prompt = {}
+        for e in kept:
+            per_prompt[e["prompt"]] = per_prompt.get(e["prompt"], 0) + 1
+        assert kept and max(per_prompt.values()) <= cap
+    m_run = os.path.join(tiny, "rest_em", "iter1", "run")
+    rewards = [
+        r["accuracy"]
+        for r in files.read_jsonl(os.path.join(m_run, "metrics.jsonl"))
+        if r.get("split") == "reward"
+    ]
+    best = files.read_json(os.path.join(m_run, "best.json"))
+    assert rewards and best["value"] == max(rewards)
+    before = {p: os.stat(p).st_mtime_ns for p in _outputs(tiny)}
+    base = files.read_json(os.path.join(tiny, "results.json"))["base"]
+    assert run.main([f"--workdir={tiny}", "--variant=tiny", f"--base={base}"]) == 0  # no-op
+    assert {p: os.stat(p).st_mtime_ns for p in _outputs(tiny)} == before
+
+
+def _outputs(workdir):
+    for dirpath, _, names in os.walk(workdir):
+        for n in names:
+            if n in ("samples.jsonl", "train.jsonl", "estep.json", "result.json") or (
+                dirpath.endswith("evals") and n.endswith(".json")
+            ):
+                yield os.path.join(dirpath, n)
+
+
+def test_base_that_is_not_a_language_model_is_one_line_and_exit_2(tmp_path, capsys):
+    fake = tmp_path / "pm"
+    fake.mkdir()
+    (fake / "config.json").write_text(json.dumps({"config": {"task": "experiments.pmformer.task"}}))
+    code = run.main([f"--workdir={tmp_path / 'w'}", "--variant=tiny", f"--base={fake}"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "not a language model" in err[0]
