@@ -22,10 +22,10 @@ from framework.config import ConfigError, parse_arg
 from framework.tasks import lm
 
 SIZES = {
-    # d_model, num_layers, num_heads, d_ff, batch, steps
-    "tiny": (64, 2, 2, 256, 32, 150),
-    "s": (128, 2, 4, 512, 32, 1200),
-    "m": (192, 4, 4, 768, 32, 1200),
+    # d_model, num_layers, num_heads, d_ff, batch, steps, seq_len
+    "tiny": (64, 2, 2, 256, 8, 200, 128),  # for tests: 1-2 step problems (k=1-2 in arg)
+    "s": (128, 2, 4, 512, 32, 1200, 256),
+    "m": (192, 4, 4, 768, 32, 1200, 256),
 }
 K_TRAIN = "1-6"  # k = 7, 8 are never trained: the hardest levels of the test sets
 
@@ -42,7 +42,7 @@ def get_config(arg: str | None = None):
     )
     if arg.size not in SIZES:
         raise ConfigError(f"size={arg.size!r} is unknown; choose one of {sorted(SIZES)}.")
-    d, layers, heads, ff, batch, steps = SIZES[arg.size]
+    d, layers, heads, ff, batch, steps, seq_len = SIZES[arg.size]
     steps = arg.steps or steps
     c = lm.default_config()
     c.seed = arg.seed
@@ -53,7 +53,7 @@ def get_config(arg: str | None = None):
             path=f"{arg.data_dir}/arith_base_n{arg.n}_seed{arg.seed}_k{arg.k}_d{arg.d}.jsonl",
             prepare="data.arith",
             prepare_spec=data_spec(arg.n, arg.seed, arg.k, arg.d),
-            seq_len=256,  # word problems reach ~220 bytes; terse ones pack 3-4 a row
+            seq_len=seq_len,  # k=6 word problems reach ~220 bytes; terse ones pack 3-4 a row
             val_fraction=0.02,
         )
     )

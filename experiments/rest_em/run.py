@@ -99,6 +99,7 @@ class Experiment:
     """The runs of one workdir: each method's iterations, resumable (module docstring)."""
 
     def __init__(self, workdir: str, v: Variant, base: str) -> None:
+        base, self.base_which = init_from.parse(base_lib.base_spec(base))
         task = config_lib.saved_config(base).task
         if task != "framework.tasks.lm":
             raise config_lib.ConfigError(
@@ -164,8 +165,8 @@ class Experiment:
 
     def methods(self) -> dict[str, list[str]]:
         """Runs every method of the variant; {method: [policy workdir per iteration]}."""
-        v, base = self.v, (self.base, "latest")
-        pi0 = f"{self.base}:latest"
+        v, base = self.v, (self.base, self.base_which)
+        pi0 = f"{self.base}:{self.base_which}"
         chains: dict[str, list[str]] = {}
         rest_em, prev = [], base
         for i in range(1, v.iterations + 1):
@@ -228,13 +229,19 @@ def run_all(workdir: str, variant: str, base: str = "", data_dir: str = "") -> d
     v = VARIANTS[variant]
     if not base:
         base = os.path.join(workdir, "base")
-        base_lib.build(base, v.base, data_dir or os.path.join(workdir, "data"))
+        data_dir = data_dir or os.path.join(workdir, "data")
+        base_lib.build(base, v.base, data_dir, gate=v.base != "tiny")  # tiny: not gated
     exp = Experiment(workdir, v, base)
     chains = exp.methods()
-    evals: dict[str, Any] = {"pi0": exp.evaluate("pi0", base, "latest", pass_k=True)}
+    evals: dict[str, Any] = {"pi0": exp.evaluate("pi0", exp.base, exp.base_which, pass_k=True)}
+    names: dict[str, str] = {}  # run -> the name it was first evaluated under
     for method, runs in chains.items():
         for i, run in enumerate(runs, start=1):
             last = i == len(runs) and method in ("rest_em", "rest")
+            if run in names and (not last or "pass_k" in evals[names[run]]):
+                evals[f"{method}/iter{i}"] = evals[names[run]]  # rest/iter1 = rest_em/iter1
+                continue
+            names.setdefault(run, f"{method}/iter{i}")
             evals[f"{method}/iter{i}"] = exp.evaluate(f"{method}_iter{i}", run, "best", last)
     estep = {}
     for method in chains:
@@ -242,6 +249,7 @@ def run_all(workdir: str, variant: str, base: str = "", data_dir: str = "") -> d
             p = os.path.join(workdir, method, f"iter{i}", "estep.json")
             if os.path.exists(p):
                 estep[f"{method}/iter{i}"] = files.read_json(p)
+    base = f"{exp.base}:{exp.base_which}"
     results = dict(
         variant=variant, config=dataclasses.asdict(v), base=base, evals=evals, estep=estep
     )
@@ -261,7 +269,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     start = time.time()
     try:
-        if args.base and not os.path.isdir(args.base):
+        if args.base and not os.path.isdir(init_from.parse(args.base)[0]):
             raise config_lib.ConfigError(f"--base {args.base!r} does not exist; train pi0 first.")
         run_all(args.workdir, args.variant, args.base)
     except config_lib.ConfigError as e:
