@@ -522,9 +522,12 @@ def prepare(path: str, spec: str) -> None:
         return
     n = knobs.pop("n", 1000)
     seed = knobs.pop("seed", 0)
-    write_jsonl(generate(n, seed=seed, **knobs), path)
-    with open(sidecar, "w") as f:
-        f.write(canonical + "\n")
+    problems = generate(n, seed=seed, **knobs)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(f"{sidecar}.tmp", "w") as f:  # the spec first: a kill before the data is
+        f.write(canonical + "\n")  # written leaves no file to refuse on the re-run
+    os.replace(f"{sidecar}.tmp", sidecar)
+    write_jsonl(problems, path)
 
 
 # --------------------------------------------------------------------------------- CLI

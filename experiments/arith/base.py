@@ -35,6 +35,10 @@ VARIANTS = {
 }
 
 
+class PreemptedError(Exception):
+    """A run stopped by SIGTERM (its checkpoint saved): what builds on it must wait."""
+
+
 def gate_problems(
     per_k: int, seed: int = GATE_SEED, ks: Sequence[int] = range(1, 7), d: Sequence[int] = (1, 2)
 ) -> list:
@@ -111,12 +115,16 @@ def build(workdir: str, variant: str, data_dir: str, gate: bool = True) -> dict[
     outcome = launch.run(config, workdir)
     if outcome.code != 0:
         raise config_lib.ConfigError(outcome.message.removeprefix("error: ") or "pi0 failed")
+    if outcome.result["status"] == "preempted":
+        raise PreemptedError(f"pi0 in {workdir} was interrupted; re-run to continue.")
     if not gate:
         return None
     path = os.path.join(workdir, "gate.json")
     if os.path.exists(path):
         return files.read_json(path)
     results = {}
+    if not saved_steps(workdir):
+        raise config_lib.ConfigError(f"{workdir} holds no checkpoint to gate.")
     for step in saved_steps(workdir)[::-1]:
         results[step] = evaluate_gate(workdir, per_k, n, ks, step)
         print(f"gate at step {step}: {'passed' if results[step]['passed'] else 'failed'}")
@@ -144,7 +152,12 @@ def base_spec(base: str) -> str:
     if ":" in os.path.basename(base):
         return base
     gate = files.read_json(os.path.join(base, "gate.json"), {})
-    return f"{base}:{gate['step']}" if gate.get("step") else base
+    if gate and not gate.get("step"):
+        raise config_lib.ConfigError(
+            f"pi0 in {base} failed its gate at every kept checkpoint (gate.md); retrain it, "
+            f"or name a checkpoint: {base}:latest."
+        )
+    return f"{base}:{gate['step']}" if gate else base
 
 
 def main(argv: Sequence[str] | None = None) -> int:

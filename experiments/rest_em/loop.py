@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,6 +31,7 @@ from experiments.arith import policy as policy_lib
 from framework import checkpoint, config as config_lib, files
 
 E_TEMPERATURE, E_TOP_K = 0.7, 40  # the paper's Generate settings
+ANSWER_LINE = re.compile(r"A: -?\d+", re.ASCII)
 
 
 def params_hash(workdir: str, which: str | int = "latest") -> str:
@@ -87,18 +89,29 @@ def e_step(
     return rows
 
 
-def keep(
-    rows: Sequence[dict[str, Any]], questions: Sequence[arith.Problem], cap: int
-) -> list[dict[str, Any]]:
-    """The correct samples, at most `cap` per question (0: all), as examples."""
+def kept_rows(rows: Sequence[dict[str, Any]], cap: int) -> list[dict[str, Any]]:
+    """The correct samples whose answer line is exactly `A: <integer>`, at most `cap` per
+    question (0: all), in sample order."""
     taken: dict[int, int] = {}
     out = []
     for r in rows:
         if not r["correct"] or (cap and taken.get(r["q"], 0) >= cap):
             continue
+        if not ANSWER_LINE.fullmatch(through_answer(r["text"]).rsplit("\n", 2)[-2]):
+            continue  # e.g. 'A:97' or 'A: 97 apples': right, but not the format taught
         taken[r["q"]] = taken.get(r["q"], 0) + 1
-        out.append(dict(prompt=questions[r["q"]].prompt, completion=through_answer(r["text"])))
+        out.append(r)
     return out
+
+
+def keep(
+    rows: Sequence[dict[str, Any]], questions: Sequence[arith.Problem], cap: int
+) -> list[dict[str, Any]]:
+    """kept_rows as prompt/completion examples (the completion through its answer line)."""
+    return [
+        dict(prompt=questions[r["q"]].prompt, completion=through_answer(r["text"]))
+        for r in kept_rows(rows, cap)
+    ]
 
 
 def through_answer(text: str) -> str:
@@ -119,16 +132,19 @@ def write_examples(examples: Sequence[dict[str, Any]], path: str) -> None:
     files.atomic_write_text(path, "".join(json.dumps(e) + "\n" for e in examples))
 
 
-def e_step_stats(rows: Sequence[dict[str, Any]], kept: Sequence[dict], n_questions: int) -> dict:
-    """Sample accuracy, questions with a correct sample, kept count, false positives."""
+def e_step_stats(rows: Sequence[dict[str, Any]], cap: int, n_questions: int) -> dict:
+    """Sample accuracy, questions with a correct sample, kept count, and the false-positive
+    rate (right answer, some wrong step) among all correct and among the kept samples."""
     correct = [r for r in rows if r["correct"]]
-    solved = len({r["q"] for r in correct})
+    kept = kept_rows(rows, cap)
     return dict(
         samples=len(rows),
         sample_accuracy=len(correct) / max(len(rows), 1),
-        questions_solved=solved / max(n_questions, 1),
+        questions_solved=len({r["q"] for r in correct}) / max(n_questions, 1),
         kept=len(kept),
-        false_positive_rate=sum(r["false_positive"] for r in correct) / max(len(correct), 1),
+        false_positive_rate=sum(r["false_positive"] for r in kept) / max(len(kept), 1),
+        false_positive_rate_correct=sum(r["false_positive"] for r in correct)
+        / max(len(correct), 1),
     )
 
 

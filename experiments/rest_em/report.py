@@ -21,7 +21,9 @@ PUBLISHED = {"MATH PaLM 2-L iter2": 41.0, "MATH PaLM 2-L iter3": 41.9, "one iter
 
 def chain(evals: dict, method: str) -> list[dict]:
     """pi0 then the method's iterations, in order."""
-    its = sorted((k for k in evals if k.startswith(f"{method}/")), key=lambda k: int(k[-1]))
+    its = sorted(
+        (k for k in evals if k.startswith(f"{method}/")), key=lambda k: int(k.split("iter")[1])
+    )
     return [evals["pi0"]] + [evals[k] for k in its]
 
 

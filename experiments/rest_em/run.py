@@ -133,7 +133,7 @@ class Experiment:
         kept = loop.keep(rows, qs, cap)
         record = self.path(name, "estep.json")
         if not os.path.exists(record):
-            stats = loop.e_step_stats(rows, kept, len(qs))
+            stats = loop.e_step_stats(rows, cap, len(qs))
             stats.update(policy=f"{policy[0]}:{policy[1]}", policy_hash=loop.params_hash(*policy))
             stats.update(init=init, init_hash=loop.params_hash(*init_from.parse(init)))
             files.atomic_write_json(record, stats)
@@ -161,6 +161,8 @@ class Experiment:
         if outcome.code != 0:
             message = outcome.message.removeprefix("error: ") or "the M-step failed"
             raise config_lib.ConfigError(f"{name}: {message}")
+        if outcome.result["status"] == "preempted":  # SIGTERM: never sample from it
+            raise base_lib.PreemptedError(f"{name} was interrupted; re-run to continue.")
         return run
 
     def methods(self) -> dict[str, list[str]]:
@@ -176,7 +178,11 @@ class Experiment:
         if "rest" in v.methods:  # iteration 1 is ReST^EM's (same policy, same init)
             rest, prev = [rest_em[0]], (rest_em[0], "best")
             for i in range(2, v.iterations + 1):
-                rest.append(self.iteration("rest", i, prev, f"{prev[0]}:best", n=v.n, cap=v.cap))
+                # Iteration 2 samples from iteration 1 like ReST^EM's (same seed): reuse them.
+                same = os.path.join(self.workdir, "rest_em", "iter2", "samples.jsonl")
+                reuse = dict(samples_from=same) if i == 2 else {}
+                init = f"{prev[0]}:best"
+                rest.append(self.iteration("rest", i, prev, init, n=v.n, cap=v.cap, **reuse))
                 prev = (rest[-1], "best")
             chains["rest"] = rest
         if "sft_gold" in v.methods:
@@ -197,13 +203,16 @@ class Experiment:
             chains["small"] = small
         return chains
 
-    def evaluate(self, name: str, run: str, which: str, pass_k: bool) -> dict[str, Any]:
-        """A policy's scores (cached in evals/<name>.json)."""
+    def evaluate(
+        self, name: str, run: str, which: str, pass_k: bool, questions: int = 0
+    ) -> dict[str, Any]:
+        """A policy's scores (cached in evals/<name>.json); the training-set score is over
+        the first `questions` training questions (0: all), at most train_eval of them."""
         out = self.path("evals", f"{name}.json")
         if os.path.exists(out):
             return files.read_json(out)
         policy, d, v = policy_lib.load_policy(run, which), self.data, self.v
-        train_qs = d["questions"][: v.train_eval]
+        train_qs = d["questions"][: questions or None][: v.train_eval]
 
         def scores(problems, ks=(1,), **knobs):
             texts = policy_lib.sample(
@@ -242,7 +251,8 @@ def run_all(workdir: str, variant: str, base: str = "", data_dir: str = "") -> d
                 evals[f"{method}/iter{i}"] = evals[names[run]]  # rest/iter1 = rest_em/iter1
                 continue
             names.setdefault(run, f"{method}/iter{i}")
-            evals[f"{method}/iter{i}"] = exp.evaluate(f"{method}_iter{i}", run, "best", last)
+            own = v.small if method == "small" else 0  # its training questions
+            evals[f"{method}/iter{i}"] = exp.evaluate(f"{method}_iter{i}", run, "best", last, own)
     estep = {}
     for method in chains:
         for i in range(1, len(chains[method]) + 1):
@@ -275,6 +285,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except config_lib.ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except base_lib.PreemptedError as e:
+        print(str(e))
+        return 0
     report.main(
         [f"--workdir={args.workdir}"] + ([f"--readme={args.readme}"] if args.readme else [])
     )

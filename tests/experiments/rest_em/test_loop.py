@@ -66,11 +66,20 @@ def test_m_step_resets_to_pi0_or_continues_and_early_stops_on_val_reward(tiny_lm
 
 def test_e_step_stats_count_false_positives():
     rows = rows_for(0, 2, 2) + [dict(q=1, text="x", correct=True, false_positive=True)]
-    s = loop.e_step_stats(rows, loop.keep(rows, QS, 1), 3)
+    rows[-1]["text"] = "1+1=2\nA: 3"  # a right answer after a wrong step
+    s = loop.e_step_stats(rows, 1, 3)
     assert s["samples"] == 5 and s["kept"] == 2
     assert s["sample_accuracy"] == pytest.approx(3 / 5)
     assert s["questions_solved"] == pytest.approx(2 / 3)
-    assert s["false_positive_rate"] == pytest.approx(1 / 3)
+    assert s["false_positive_rate"] == pytest.approx(1 / 2)  # among the kept
+    assert s["false_positive_rate_correct"] == pytest.approx(1 / 3)
+
+
+def test_only_answer_lines_in_the_taught_format_are_kept():
+    good = QS[0].solution.rstrip("\n")
+    sloppy = good.replace("A: ", "A:")
+    rows = [dict(q=0, text=t, correct=True, false_positive=False) for t in (sloppy, good)]
+    assert [e["completion"] for e in loop.keep(rows, QS, 0)] == [QS[0].solution]
 
 
 def fake_eval(test: float, train: float, transfer: float = 0.5, per_k=(0.9, 0.5, 0.1)) -> dict:
