@@ -69,7 +69,7 @@ VARIANTS = {
     ),
     "tiny": Variant(
         "tiny", 12, 4, 2, 4, 4, 2, 2, 6, 8, 1e-3, 3, 1, 4, 6, ("rest_em", "rest", "sft_gold"),
-        ks=(1, 2), test_ks=(1, 2, 3), d=(1,), rows=32,
+        ks=(1, 2), test_ks=(1, 2), d=(1,), rows=32,
     ),
 }  # fmt: skip
 SEEDS = dict(questions=101, val=202, test=303, transfer=404)
@@ -91,7 +91,10 @@ def make_data(workdir: str, v: Variant) -> dict[str, list[arith.Problem]]:
         path = os.path.join(workdir, "data", f"{name}.jsonl")
         if not os.path.exists(path):
             arith.write_jsonl(make(), path)
-        out[name] = arith.read_jsonl(path)
+        try:
+            out[name] = arith.read_jsonl(path)
+        except ValueError as e:  # e.g. an edited file whose answers do not parse
+            raise config_lib.ConfigError(f"{e} (or delete it to regenerate it)") from None
     return out
 
 

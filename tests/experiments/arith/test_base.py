@@ -63,3 +63,15 @@ def test_gate_checks_pass_a_calibrated_policy_and_name_what_fails():
         "pass@16 (T=1) >= greedy pass@1 + 0.15",
         "invalid answers <= 5 %",
     }
+
+
+def test_gate_on_the_tiny_artifact_scores_a_real_model_and_reports_each_check(arith_tiny_base):
+    """The tiny pi0 (seconds of training) is far below the gate; the real one, trained
+    by `python -m experiments.arith.base`, passes it (README)."""
+    gate = base.evaluate_gate(arith_tiny_base, per_k=4, n=4, ks=(1, 2))
+    p1 = gate["greedy"]["all"]["pass@1"]
+    assert set(gate["greedy"]) == {"all", "k=1", "k=2"} and 0 <= p1 <= 1
+    assert gate["sampled"]["all"]["pass@4"] >= gate["sampled"]["all"]["pass@1"]
+    assert gate["checks"]["greedy pass@1 in [0.25, 0.65]"] == (0.25 <= p1 <= 0.65)
+    assert gate["passed"] == all(gate["checks"].values())
+    assert "Gate: **" in "\n".join(base.gate_table(gate))

@@ -28,7 +28,7 @@ def test_tiny_reproduction_writes_the_report(tiny):
     }  # fmt: skip
     for e in results["evals"].values():
         assert 0.0 <= e["test"]["all"]["pass@1"] <= 1.0
-        assert {"k=1", "k=2", "k=3"} <= set(e["test"])
+        assert {"k=1", "k=2"} <= set(e["test"])
     assert "pass_k" in results["evals"]["rest_em/iter2"]
     with open(os.path.join(tiny, "report.md")) as f:
         text = f.read()
@@ -93,3 +93,15 @@ def test_base_that_is_not_a_language_model_is_one_line_and_exit_2(tmp_path, caps
     code = run.main([f"--workdir={tmp_path / 'w'}", "--variant=tiny", f"--base={fake}"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "not a language model" in err[0]
+
+
+def test_a_question_file_whose_answers_do_not_parse_is_one_line_and_exit_2(
+    tmp_path, capsys, arith_tiny_base
+):
+    data = tmp_path / "w" / "data"
+    data.mkdir(parents=True)
+    (data / "questions.jsonl").write_text('{"prompt": "Q: 1 +1 ?\\n", "answer": "two"}\n')
+    code = run.main([f"--workdir={tmp_path / 'w'}", "--variant=tiny", f"--base={arith_tiny_base}"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert "questions.jsonl:1" in err[0] and err[0].startswith("error: ")
