@@ -7,7 +7,7 @@ evaluations and the report.
 Methods (each a chain of E-step -> filter -> M-step, experiments/rest_em/loop.py):
   rest_em   I iterations; every M-step fine-tunes pi0 (reset to the base)
   rest      iterations 2..I continue from the previous iterate (iteration 1 is shared)
-  sft_gold  one M-step on one gold solution per question
+  sft_gold  one M-step on one gold solution per question            (cpu variant)
   x3        one iteration with 3x the samples per question        (cpu variant)
   no_cap    iteration 1's samples, every correct one kept          (cpu variant)
   small     ReST^EM on the first `small` questions only             (cpu variant)
@@ -68,7 +68,7 @@ VARIANTS = {
         ("rest_em", "rest", "sft_gold", "x3", "no_cap", "small"), small=100,
     ),
     "tiny": Variant(
-        "tiny", 12, 4, 2, 4, 4, 2, 2, 6, 8, 1e-3, 3, 1, 4, 6, ("rest_em", "rest", "sft_gold"),
+        "tiny", 12, 4, 2, 4, 4, 2, 2, 6, 8, 1e-3, 3, 1, 4, 6, ("rest_em", "rest"),
         ks=(1, 2), test_ks=(1, 2), d=(1,), rows=32,
     ),
 }  # fmt: skip

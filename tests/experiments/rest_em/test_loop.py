@@ -28,6 +28,11 @@ def test_keep_enforces_the_cap_per_question_and_drops_wrong_samples():
     assert all(e["completion"] == QS[0].solution for e in kept if e["prompt"] == QS[0].prompt)
 
 
+def test_sft_baseline_takes_one_gold_solution_per_question():
+    gold = loop.gold_examples(QS)
+    assert [(e["prompt"], e["completion"]) for e in gold] == [(q.prompt, q.solution) for q in QS]
+
+
 def test_a_kept_sample_ends_at_its_answer_line():
     assert loop.through_answer("3+4=7\nA: 7\nQ: 1 +1 ?") == "3+4=7\nA: 7\n"
     assert loop.through_answer("3+4=7\nA: 7") == "3+4=7\nA: 7\n"

@@ -24,7 +24,7 @@ def tiny(tmp_path_factory, arith_tiny_base):
 def test_tiny_reproduction_writes_the_report(tiny):
     results = files.read_json(os.path.join(tiny, "results.json"))
     assert set(results["evals"]) == {
-        "pi0", "rest_em/iter1", "rest_em/iter2", "rest/iter1", "rest/iter2", "sft_gold/iter1"
+        "pi0", "rest_em/iter1", "rest_em/iter2", "rest/iter1", "rest/iter2"
     }  # fmt: skip
     for e in results["evals"].values():
         assert 0.0 <= e["test"]["all"]["pass@1"] <= 1.0
