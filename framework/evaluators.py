@@ -16,7 +16,6 @@ values over the split, then computes."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -82,7 +81,7 @@ class EvaluatorBase:
             return None
         path = self.output_path()
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        files.atomic_write_text(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+        files.atomic_write_jsonl(path, rows, sort_keys=True)
         return path
 
     def __call__(self, params: Any) -> dict[str, float]:

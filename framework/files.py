@@ -41,6 +41,11 @@ def atomic_write_json(path: str, value: Any, **dump_kwargs: Any) -> None:
     atomic_write_text(path, json.dumps(value, **dump_kwargs))
 
 
+def atomic_write_jsonl(path: str, rows: Any, **dump_kwargs: Any) -> None:
+    """Writes `rows` (an iterable of JSON values) one per line to `path` atomically."""
+    atomic_write_text(path, "".join(json.dumps(r, **dump_kwargs) + "\n" for r in rows))
+
+
 def read_json(path: str, default: Any = _RAISE) -> Any:
     """The JSON value in `path`; with `default`, that value when it is missing or unreadable.
 

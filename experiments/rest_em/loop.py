@@ -17,7 +17,6 @@ run re-run continues.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 from collections.abc import Sequence
@@ -85,7 +84,7 @@ def e_step(
                     false_positive=ok and arith.is_false_positive(problem, text),
                 )
             )
-    files.atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
+    files.atomic_write_jsonl(path, rows)
     return rows
 
 
@@ -129,7 +128,7 @@ def gold_examples(questions: Sequence[arith.Problem]) -> list[dict[str, str]]:
 
 def write_examples(examples: Sequence[dict[str, Any]], path: str) -> None:
     """Examples JSONL for the trainer (`data.format='examples'`), atomically."""
-    files.atomic_write_text(path, "".join(json.dumps(e) + "\n" for e in examples))
+    files.atomic_write_jsonl(path, examples)
 
 
 def e_step_stats(rows: Sequence[dict[str, Any]], cap: int, n_questions: int) -> dict:
