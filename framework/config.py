@@ -189,6 +189,9 @@ def base_config() -> ConfigDict:
             # JAX's persistent compilation cache: '' = <workdir's parent>/jax_cache,
             # 'none' = off, or a directory (framework/compilation_cache.py).
             compilation_cache="",
+            # Share compiled programs with earlier runs of this process whose programs
+            # are the same (inline sweeps, loops, tests; framework/programs.py).
+            reuse_programs=True,
         )
     )
     c.mesh = ConfigDict(dict(data=-1, fsdp=1, tensor=1, rules="dp"))

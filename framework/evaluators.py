@@ -16,6 +16,7 @@ values over the split, then computes."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -25,7 +26,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from framework import files, sharding
+from framework import files, programs, sharding
 from framework.config import ConfigError
 from framework.metrics import accumulate, finalize, reduces_by_max
 
@@ -42,6 +43,9 @@ class EvalContext:
     # init program, so an evaluator comparing against W0 compiles no init of its own).
     initial_params: Callable[[], Any]
     workdir: str = ""  # the run's workdir: per-example outputs go below it
+    # What the run's compiled programs depend on (framework/programs.py); None: its
+    # programs are not shared with other runs.
+    program_base: str | None = None
 
 
 class EvaluatorBase:
@@ -111,6 +115,8 @@ class Evaluator(EvaluatorBase):
             return {k: v if reduces_by_max(k) else v * weight for k, v in metrics.items()}, weight
 
         self._step = jax.jit(step, in_shardings=(ctx.params_sharding, self.batch_sharding))
+        self._compiled: dict[tuple, Any] = {}
+        self._cfg_json = json.dumps(cfg.to_dict(), sort_keys=True, default=repr)
         try:  # fail at start, not at the first evaluation
             first = next(iter(self._batches()), None)
         except ValueError as e:
@@ -138,7 +144,11 @@ class Evaluator(EvaluatorBase):
         for i, batch in enumerate(batches):
             if self.num_batches and i >= self.num_batches:
                 break
-            metrics, weight = self._step(params, sharding.put_batch(batch, self.batch_sharding))
+            batch = sharding.put_batch(batch, self.batch_sharding)
+            shapes = tuple((k, v.shape) for k, v in sorted(batch.items()))
+            if shapes not in self._compiled:  # e.g. a smaller last batch
+                self._compiled[shapes] = self._compile(params, batch)
+            metrics, weight = self._compiled[shapes](params, batch)
             accumulate(sums, metrics, jnp.maximum)
             total = total + weight
         if not sums:
@@ -147,6 +157,15 @@ class Evaluator(EvaluatorBase):
         sums, total = host
         means = finalize(sums, max(float(total), 1e-12))
         return {k: float(np.asarray(v)) for k, v in means.items()}
+
+    def _compile(self, params: Any, batch: Any) -> Any:
+        """The eval step compiled for these shapes, shared with earlier runs' identical
+        ones when the run shares programs."""
+        program_key = None
+        if self.ctx.program_base is not None:
+            base = f"{self.ctx.program_base}|{type(self).__name__}|{self._cfg_json}"
+            program_key = programs.key("eval_step", base, params, batch)
+        return programs.get_or_build(program_key, lambda: self._step.lower(params, batch).compile())
 
 
 class CollectingEvaluator(EvaluatorBase):

@@ -21,7 +21,6 @@ files aside first.
 
 from __future__ import annotations
 
-import functools
 import os
 import time
 from typing import Any
@@ -47,6 +46,7 @@ from framework import (
     init_from,
     metrics as metrics_lib,
     preemption,
+    programs,
     sharding,
     train_step,
     workdir as workdir_lib,
@@ -72,6 +72,11 @@ class Trainer:
         self.steps = config_lib.resolve_durations(
             config, examples_per_epoch=self.task.num_train_examples
         )
+        self._program_base = None
+        if config.train.reuse_programs:
+            runtime = programs.config_key(config, self.task.runtime_keys)
+            schedule = (self.steps["total"], self.steps["warmup"])  # the step's constants
+            self._program_base = f"{runtime}|{schedule}|{self.mesh!r}"
         self._build_state_functions()
         self._compiled_step = None
         ctx = evaluators_lib.EvalContext(
@@ -81,6 +86,7 @@ class Trainer:
             train_batch_size=self.batch_size,
             initial_params=lambda: self._init()["params"],
             workdir=workdir,
+            program_base=self._program_base,
         )
         self.evaluators = {
             name: config_lib.load_class(ev.kind, "Evaluator", f"evals.{name}.kind")(
@@ -160,9 +166,7 @@ class Trainer:
             jax.eval_shape(init, np.int64(0)),
             self.state_sharding,
         )
-        self._init = functools.partial(
-            jax.jit(init, out_shardings=self.state_sharding), np.int64(config.seed)
-        )
+        self._init_fn = jax.jit(init, out_shardings=self.state_sharding)
         # The schedule's values that a learning-rate sweep changes (the peak, and a final
         # fraction a config may derive from it) are arguments of the compiled step, not
         # constants in it, so the points of such a sweep share one program through the
@@ -203,6 +207,21 @@ class Trainer:
     def _step(self, state: dict, batch: dict) -> tuple[dict, dict]:
         """The jitted train step at the configured schedule."""
         return self._step_fn(state, batch, self.schedule_args)
+
+    def _program_key(self, kind: str, *args: Any) -> str | None:
+        """The key of this run's program `kind` on `args` (framework/programs.py); None
+        when train.reuse_programs is off."""
+        if self._program_base is None:
+            return None
+        return programs.key(kind, self._program_base, *args)
+
+    def _init(self) -> dict[str, Any]:
+        """The state at step 0 from the compiled init (seed as its argument)."""
+        seed = np.int64(self.config.seed)
+        compiled = programs.get_or_build(
+            self._program_key("init", seed), lambda: self._init_fn.lower(seed).compile()
+        )
+        return compiled(seed)
 
     def abstract_schedule_args(self) -> dict[str, jax.ShapeDtypeStruct]:
         """Shapes and shardings of the step's schedule arguments (for lowering)."""
@@ -264,9 +283,11 @@ class Trainer:
         """The train step lowered and compiled ahead of time (allocating nothing), once:
         later calls, `run()` included, reuse it."""
         if self._compiled_step is None:
-            args = self.abstract_schedule_args()
-            lowered = self._step_fn.lower(self.abstract_state, self.abstract_batch(), args)
-            self._compiled_step = lowered.compile()
+            args = (self.abstract_state, self.abstract_batch(), self.abstract_schedule_args())
+            self._compiled_step = programs.get_or_build(
+                self._program_key("train_step", *args),
+                lambda: self._step_fn.lower(*args).compile(),
+            )
         return self._compiled_step
 
     def memory_report(self, compiled: Any) -> dict[str, Any]:

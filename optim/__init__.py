@@ -1,7 +1,7 @@
 """Optimizers, learning-rate schedules and parameter groups (pure optax; no framework imports)."""
 
 from optim.adam_atan2 import scale_by_adam_atan2
-from optim.optimizers import build_optimizer
+from optim.optimizers import bakes_peak_lr, build_optimizer
 from optim.param_groups import (
     decay_mask,
     describe_groups,
@@ -13,6 +13,7 @@ from optim.param_groups import (
 from optim.schedules import make_schedule
 
 __all__ = [
+    "bakes_peak_lr",
     "build_optimizer",
     "decay_mask",
     "describe_groups",

@@ -138,6 +138,13 @@ def _core(c: dict[str, Any]) -> optax.GradientTransformation:
     raise ValueError(f"Unknown optimizer {name!r}; valid choices are {', '.join(OPTIMIZERS)}.")
 
 
+def bakes_peak_lr(cfg: Mapping[str, Any] | Any) -> bool:
+    """Whether `build_optimizer(cfg, ...)` uses cfg's `lr` itself (a constant in the
+    compiled step) rather than only through the schedule: weight_decay_mode='independent'
+    divides the decay by it."""
+    return _read_config(cfg)["weight_decay_mode"] == "independent"
+
+
 def build_optimizer(
     cfg: Mapping[str, Any] | Any, schedule: optax.Schedule, params: Any
 ) -> optax.GradientTransformation:

@@ -27,6 +27,10 @@ class Task(abc.ABC):
 
     # What throughput counts: 'examples', or e.g. 'tokens' (see items_per_example).
     items_name: str = "examples"
+    # Config keys (dotted) that no traced function of this task reads (e.g. where its
+    # data comes from): runs differing only in them share compiled programs
+    # (framework/programs.py). Leave a key out when in doubt.
+    runtime_keys: tuple[str, ...] = ()
 
     def __init__(self, config: ml_collections.ConfigDict):
         self.config = config

@@ -139,6 +139,15 @@ class Task(base.Task):
 
     items_name = "tokens"
     formats = FORMATS  # the data.format values this task reads
+    # The loss reads config.loss/probes and the batch only; the data's origin enters
+    # no program (its shapes do, through the batch).
+    runtime_keys = (
+        "data.path",
+        "data.prepare",
+        "data.prepare_spec",
+        "data.embedded_chars",
+        "data.val_fraction",
+    )
 
     def __init__(self, config: ml_collections.ConfigDict):
         super().__init__(config)

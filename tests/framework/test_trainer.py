@@ -246,7 +246,7 @@ def test_seed_is_an_argument_of_the_compiled_init(tmp_path):
         c = tiny_config()
         c.seed = seed
         trainers.append(trainer_lib.Trainer(c, str(tmp_path / str(seed))))
-    texts = [t._init.func.lower(np.int64(0)).as_text() for t in trainers]
+    texts = [t._init_fn.lower(np.int64(0)).as_text() for t in trainers]
     assert texts[0] == texts[1]
     for seed, t in zip((0, 7), trainers):
         expected = jax.jit(lambda t=t, seed=seed: trainer_lib.initial_params(t.task, seed))()

@@ -1,0 +1,129 @@
+"""Compiled programs shared by the Trainers of one process.
+
+A program that trains in a loop (an inline sweep, self-training iterations, a test
+session) builds a new Trainer per run. The persistent compilation cache spares the XLA
+compile, but every Trainer still traces and lowers its init, train-step and evaluation
+programs and loads them from disk (1-2 s a run for a small model on CPU, more than
+its ten training steps). Runs whose programs are the same share the compiled
+executables kept here instead.
+
+"The same" is decided by a key, never by guessing: the run's config with only the
+keys that cannot enter a compiled program removed (`RUNTIME_KEYS`: the seed, which init
+takes as an argument, and the loop's cadence and file settings; the peak learning rate
+and final fraction, which the step takes as arguments, unless the optimizer bakes the
+peak in; and what a task declares in `Task.runtime_keys`), plus the resolved durations,
+the shapes, dtypes and shardings of the program's arguments, the mesh's devices and
+JAX's numerics flags. A key holding too much costs a trace; one missing something a
+program depends on would reuse a wrong program, so the removed keys are few and
+tests/framework/test_programs.py checks, for each, that changing it leaves the lowered
+programs identical. `train.reuse_programs=False` turns sharing off for a run.
+"""
+
+from __future__ import annotations
+
+import collections
+import copy
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import ml_collections
+
+import optim
+
+# Config keys no compiled program reads (framework level; tasks add their own).
+RUNTIME_KEYS = (
+    "seed",
+    "evals",  # each evaluator's own config is part of its program's key
+    "sample",
+    "train.log_every_steps",
+    "train.eval_every_steps",
+    "train.eval_every_epochs",
+    "train.eval_every_examples",
+    "train.checkpoint_every_steps",
+    "train.checkpoint_every_epochs",
+    "train.checkpoint_every_examples",
+    "train.keep_checkpoints",
+    "train.async_checkpoints",
+    "train.best_metric",
+    "train.best_mode",
+    "train.early_stop_patience",
+    "train.plot_losses",
+    "train.init_from",
+    "train.init_dont_load",
+    "train.compilation_cache",
+    "train.reuse_programs",
+)
+# The train step's arguments (Trainer.schedule_args): runtime unless the optimizer bakes
+# the peak learning rate into the program (optim.bakes_peak_lr).
+SCHEDULE_KEYS = ("optimizer.lr", "schedule.final_lr_fraction")
+
+MAX_PROGRAMS = 64  # least recently used beyond this are dropped
+
+_programs: collections.OrderedDict[str, Any] = collections.OrderedDict()
+stats = {"hits": 0, "misses": 0}
+
+
+def _drop(tree: dict, dotted: str) -> None:
+    *parents, leaf = dotted.split(".")
+    for p in parents:
+        tree = tree.get(p)
+        if not isinstance(tree, dict):
+            return
+    tree.pop(leaf, None)
+
+
+def config_key(config: ml_collections.ConfigDict, task_runtime_keys: Sequence[str] = ()) -> str:
+    """The part of `config` that compiled programs can depend on, as canonical JSON."""
+    tree = copy.deepcopy(config.to_dict())
+    removable = [*RUNTIME_KEYS, *task_runtime_keys]
+    if not optim.bakes_peak_lr(config.optimizer):
+        removable += SCHEDULE_KEYS
+    for dotted in removable:
+        _drop(tree, dotted)
+    return json.dumps(tree, sort_keys=True, default=repr)
+
+
+def _describe(x: Any) -> Any:
+    shape, dtype = getattr(x, "shape", None), getattr(x, "dtype", None)
+    if shape is None:  # a Python or numpy scalar
+        return repr(type(x))
+    return [list(shape), str(dtype), repr(getattr(x, "sharding", None))]
+
+
+def key(kind: str, base: str, *trees: Any) -> str:
+    """The key of program `kind` of a run whose config_key (plus any other fixed
+    context) is `base`, called on arguments shaped like `trees`."""
+    args = [[str(jax.tree.structure(t)), [_describe(x) for x in jax.tree.leaves(t)]] for t in trees]
+    flags = [
+        jax.config.jax_enable_x64,
+        str(jax.config.jax_default_matmul_precision),
+        str(jax.config.jax_default_prng_impl),
+        jax.process_count(),
+    ]
+    text = json.dumps([kind, base, args, flags], sort_keys=True, default=repr)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def get_or_build(program_key: str | None, build: Callable[[], Any]) -> Any:
+    """The compiled program under `program_key`, built (and kept) on first use; None as
+    the key builds without keeping."""
+    if program_key is None:
+        return build()
+    if program_key in _programs:
+        stats["hits"] += 1
+        _programs.move_to_end(program_key)
+        return _programs[program_key]
+    stats["misses"] += 1
+    program = build()
+    _programs[program_key] = program
+    while len(_programs) > MAX_PROGRAMS:
+        _programs.popitem(last=False)
+    return program
+
+
+def clear() -> None:
+    """Forgets every kept program."""
+    _programs.clear()

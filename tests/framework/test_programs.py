@@ -1,0 +1,132 @@
+"""Compiled programs shared across Trainers (framework/programs.py): the keys it leaves
+out of a program's key really leave every program unchanged, equal runs share programs
+and train bitwise as unshared ones do, and a change that matters is not shared."""
+
+from __future__ import annotations
+
+import chex
+import numpy as np
+import pytest
+
+from configs import quickstart
+from framework import launch, programs, trainer as trainer_lib
+from framework.tasks import lm
+
+
+def config(**overrides):
+    c = quickstart.get_config("size=tiny,steps=4")
+    c.train.update(plot_losses=False, eval_every_steps=0)
+    for dotted, value in overrides.items():
+        section, key = dotted.rsplit(".", 1) if "." in dotted else ("", dotted)
+        (c[section] if section else c)[key] = value
+    return c
+
+
+def lowered_texts(t: trainer_lib.Trainer) -> dict[str, str]:
+    """The lowered init, train step and evaluation step of a trainer."""
+    batch = t.abstract_batch()
+    evaluator = t.evaluators["val"]
+    return {
+        "init": t._init_fn.lower(np.int64(t.config.seed)).as_text(),
+        "step": t._step_fn.lower(t.abstract_state, batch, t.abstract_schedule_args()).as_text(),
+        "eval": evaluator._step.lower(t.abstract_state["params"], batch).as_text(),
+    }
+
+
+# Values for every key that programs.RUNTIME_KEYS, SCHEDULE_KEYS and the LM task's
+# runtime_keys drop (sections, and data.prepare*, which needs a module, excepted), in
+# groups that can be set together (one duration unit at a time).
+GROUPS = [
+    {
+        "seed": 7,
+        "train.log_every_steps": 3,
+        "train.eval_every_steps": 2,
+        "train.checkpoint_every_steps": 2,
+        "train.keep_checkpoints": 1,
+        "train.async_checkpoints": False,
+        "train.best_metric": "val/loss",
+        "train.best_mode": "max",
+        "train.early_stop_patience": 2,
+        "train.plot_losses": True,
+        "train.init_from": "/elsewhere/run",
+        "train.init_dont_load": "embed",
+        "train.compilation_cache": "none",
+    },
+    {
+        "train.eval_every_epochs": 0.5,
+        "train.checkpoint_every_examples": 64,
+        "train.checkpoint_every_steps": 0,
+        "optimizer.lr": 0.05,
+        "schedule.final_lr_fraction": 0.5,
+        "data.embedded_chars": 60_000,
+        "data.val_fraction": 0.1,
+    },
+    {
+        "train.eval_every_examples": 64,
+        "train.checkpoint_every_epochs": 0.5,
+        "train.checkpoint_every_steps": 0,
+        "data.path": "CORPUS",
+    },
+]
+
+
+def test_every_dropped_key_leaves_the_lowered_programs_identical(tmp_path):
+    dropped = {*programs.RUNTIME_KEYS, *programs.SCHEDULE_KEYS, *lm.Task.runtime_keys}
+    untested = {"evals", "sample", "train.reuse_programs", "data.prepare", "data.prepare_spec"}
+    assert dropped - untested == {k for g in GROUPS for k in g}
+    text = tmp_path / "corpus.txt"
+    text.write_text("a different corpus of text for the same shapes. " * 400)
+    base = lowered_texts(trainer_lib.Trainer(config(), str(tmp_path / "base")))
+    for i, group in enumerate(GROUPS):
+        group = {k: str(text) if v == "CORPUS" else v for k, v in group.items()}
+        t = trainer_lib.Trainer(config(**group), str(tmp_path / str(i)))
+        assert lowered_texts(t) == base, sorted(group)
+
+
+def train(tmp_path, name, **overrides) -> dict:
+    outcome = launch.run(config(**overrides), str(tmp_path / name))
+    assert outcome.code == 0, outcome
+    return outcome
+
+
+def final_params(workdir: str):
+    from framework import checkpoint
+
+    t = trainer_lib.Trainer(config(**{"train.reuse_programs": False}), workdir)
+    return checkpoint.restore_params(workdir, "latest", t.abstract_state["params"])[0]
+
+
+def test_equal_runs_share_programs_and_train_bitwise_like_unshared_ones(tmp_path):
+    programs.clear()
+    train(tmp_path, "first", **{"optimizer.lr": 3e-3})
+    before = dict(programs.stats)
+    shared = train(tmp_path, "shared", seed=3, **{"optimizer.lr": 1e-2})
+    hits = programs.stats["hits"] - before["hits"]
+    assert programs.stats["misses"] == before["misses"] and hits >= 3  # init, step, eval
+    alone = train(
+        tmp_path, "alone", seed=3, **{"optimizer.lr": 1e-2, "train.reuse_programs": False}
+    )
+    assert shared.result["train"] == alone.result["train"]
+    chex.assert_trees_all_equal(
+        final_params(str(tmp_path / "shared")), final_params(str(tmp_path / "alone"))
+    )
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"model.d_ff": 48},
+        {"optimizer.weight_decay": 0.2},
+        {"train.total_steps": 6},
+        {"optimizer.weight_decay_mode": "independent", "optimizer.weight_decay": 1e-4},
+    ],
+)
+def test_a_change_that_enters_a_program_is_not_shared(tmp_path, change):
+    keys = [
+        trainer_lib.Trainer(config(**c), str(tmp_path / str(i)))._program_key("train_step")
+        for i, c in enumerate([{}, change])
+    ]
+    assert keys[0] != keys[1]
+    if "optimizer.weight_decay_mode" in change:  # the peak LR is baked in: part of the key
+        lr = trainer_lib.Trainer(config(**change, **{"optimizer.lr": 0.05}), str(tmp_path / "lr"))
+        assert lr._program_key("train_step") != keys[1]
