@@ -18,6 +18,18 @@ import ml_collections
 
 from framework.tasks import lm
 
+# The paper-scale data (variant=paper): C4 prepared as ArrayRecord for tfds (`tfds build
+# c4/en:3.1.0 --file_format=array_record`; data.tfds_dir or $TFDS_DATA_DIR) streamed
+# through data/streaming.py, and a 32k SentencePiece vocabulary (e.g. T5's cc_all.32000
+# model, or `python -m data.prepare ... --sentencepiece_vocab=32000` on your own text).
+PAPER_DATA = dict(
+    source="tfds:c4/en:3.1.0",
+    val_source="tfds:c4/en:3.1.0@validation",
+    tokenizer="sentencepiece",
+    sentencepiece_model="runs/data/c4_32k.model",
+    num_workers=8,
+)
+
 
 def proxy_lm_config(
     run: Mapping[str, int],
@@ -48,7 +60,7 @@ def proxy_lm_config(
     )
     if paper:
         config.model.vocab_size = 32_000
-        config.data.tokenizer = "sentencepiece"  # set data.sentencepiece_model and data.path
+        config.data.update(PAPER_DATA)
     config.data.seq_len = run["seq"]
     config.data.embedded_chars = run["chars"] or 1_000_000
     config.train.batch_size = run["batch"]

@@ -15,6 +15,7 @@ from typing import Any
 
 import ml_collections
 
+from data.examples import DataError
 from framework import config as config_lib
 
 EXIT_OK = 0
@@ -71,6 +72,8 @@ def run(
     try:
         result = runner.evaluate_checkpoint() if eval_only else runner.run(restart=restart)
     except config_lib.ConfigError as e:  # raised before anything is written
+        return Outcome(EXIT_USER_ERROR, f"error: {first_line(e)}")
+    except DataError as e:  # e.g. a corrupt record met while training: checkpoints kept
         return Outcome(EXIT_USER_ERROR, f"error: {first_line(e)}")
     except Exception as e:
         full = disk_full(e)

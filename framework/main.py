@@ -132,7 +132,8 @@ def main(argv: Sequence[str]) -> None:
         user_error("--workdir is required: the directory for checkpoints and logs.")
     if _DRY_RUN.value:
         try:
-            runner = trainer.Trainer(ml_collections.FrozenConfigDict(_CONFIG.value), _WORKDIR.value)
+            config = ml_collections.FrozenConfigDict(_CONFIG.value)
+            runner = trainer.Trainer(config, _WORKDIR.value, abstract=True)
         except (config_lib.ConfigError, FileNotFoundError, ValueError) as e:
             user_error(launch.first_line(e))
         dry_run.print_dry_run(runner)

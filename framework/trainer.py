@@ -59,13 +59,19 @@ FINISHED = ("done", "early_stopped")  # result.json statuses of a run that needs
 class Trainer:
     """Builds the task, mesh, shardings, optimizer and jitted functions."""
 
-    def __init__(self, config: ml_collections.ConfigDict, workdir: str):
+    def __init__(self, config: ml_collections.ConfigDict, workdir: str, abstract: bool = False):
+        """abstract=True (dry runs): a task that can (`data_free_dry_run`) is built without
+        its data, and no evaluators are; only compile_step and describe make sense."""
         config_lib.validate(config)
         workdir_lib.check_usable(workdir)
         compilation_cache.enable(workdir, config.train.compilation_cache)
         self.config = config
         self.workdir = workdir
-        self.task = config_lib.load_class(config.task, "Task", "task")(config)
+        task_class = config_lib.load_class(config.task, "Task", "task")
+        if abstract and getattr(task_class, "data_free_dry_run", False):
+            self.task = task_class(config, abstract=True)
+        else:
+            self.task = task_class(config)
         self.mesh = sharding.make_mesh(config.mesh)
         self.batch_size = config.train.batch_size
         self._check_batch()
@@ -92,7 +98,7 @@ class Trainer:
             name: config_lib.load_class(ev.kind, "Evaluator", f"evals.{name}.kind")(
                 name, ev, self.task, ctx
             )
-            for name, ev in config.evals.items()
+            for name, ev in ({} if abstract else config.evals).items()
         }
 
     # ---- building -------------------------------------------------------------
@@ -268,6 +274,12 @@ class Trainer:
 
     def abstract_batch(self) -> dict[str, jax.ShapeDtypeStruct]:
         """Shapes, dtypes and shardings of a global training batch."""
+        spec = getattr(self.task, "batch_spec", lambda _: None)(self.batch_size)
+        if spec is not None:  # known without reading data
+            return {
+                k: jax.ShapeDtypeStruct(shape, dtype, sharding=self.batch_sharding)
+                for k, (shape, dtype) in spec.items()
+            }
         ds = self.train_dataset()
         local = ds[0] if isinstance(ds, grain.MapDataset) else next(iter(ds))
         return {

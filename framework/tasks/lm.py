@@ -18,7 +18,7 @@ import numpy as np
 from absl import logging
 from flax import nnx
 
-from data import examples, text as text_data, tokenizers
+from data import examples, sources, streaming, text as text_data, tokenizers
 from framework import config as config_lib
 from framework.tasks import base
 from models import transformer
@@ -36,6 +36,14 @@ def default_config() -> ml_collections.ConfigDict:
             # text: '' = the embedded corpus, else a .txt file or a folder of them;
             # examples: a JSONL file; tokens: a .npy file or a folder of them
             path="",
+            # Streaming text from disk instead (data/sources.py, data/streaming.py):
+            # 'tfds:NAME[/CONFIG]:VERSION[@SPLIT]' or 'arrayrecord:GLOB'. val_source:
+            # the validation documents ('' = the last val_fraction of source's).
+            source="",
+            val_source="",
+            tfds_dir="",  # '' = $TFDS_DATA_DIR, else tfds's default
+            text_field="text",  # the record field holding the document (tfds)
+            num_workers=1,  # threads reading and tokenising documents
             format="text",  # text | examples | tokens (data/examples.py)
             pack_examples=True,  # examples: several per row (segment ids) or one per row
             tokens_vocab_size=0,  # tokens: the vocabulary the token files use (<= 65,536)
@@ -142,6 +150,11 @@ class Task(base.Task):
     # The loss reads config.loss/probes and the batch only; the data's origin enters
     # no program (its shapes do, through the batch).
     runtime_keys = (
+        "data.source",
+        "data.val_source",
+        "data.tfds_dir",
+        "data.text_field",
+        "data.num_workers",
         "data.path",
         "data.prepare",
         "data.prepare_spec",
@@ -149,7 +162,9 @@ class Task(base.Task):
         "data.val_fraction",
     )
 
-    def __init__(self, config: ml_collections.ConfigDict):
+    data_free_dry_run = True  # Task(config, abstract=True): shapes without data
+
+    def __init__(self, config: ml_collections.ConfigDict, abstract: bool = False):
         super().__init__(config)
         config_lib.check_dataclass_keys(transformer.TransformerConfig, config.model, "model")
         try:
@@ -157,11 +172,14 @@ class Task(base.Task):
         except ValueError as e:
             raise config_lib.ConfigError(f"model: {e}") from None
         d = config.data
-        tokenizer = tokenizers.make_tokenizer(d.tokenizer, d.sentencepiece_model)
         if d.format not in self.formats:
             raise config_lib.ConfigError(
                 f"data.format={d.format!r} is not one of {', '.join(self.formats)}."
             )
+        if abstract:  # a dry run: no tokenizer, no data (batch_spec gives the shapes)
+            self.tokenizer = self.data = None
+            return
+        tokenizer = tokenizers.make_tokenizer(d.tokenizer, d.sentencepiece_model)
         vocab = d.tokens_vocab_size if d.format == "tokens" else tokenizer.vocab_size
         if d.format == "tokens" and vocab > self.model_config.vocab_size:
             raise config_lib.ConfigError(
@@ -190,6 +208,8 @@ class Task(base.Task):
             except ValueError as e:  # a bad spec, or a file made from another one
                 raise config_lib.ConfigError(f"data.prepare={d.prepare!r}: {e}") from None
         try:
+            if d.source:
+                return self._open_stream(tokenizer)
             if d.format == "examples":
                 return examples.load_examples(
                     d.path,
@@ -212,6 +232,39 @@ class Task(base.Task):
             embedded_chars=d.embedded_chars,
             seed=seed,
         )
+
+    def _open_stream(self, tokenizer: tokenizers.Tokenizer) -> streaming.StreamingData:
+        """Streaming documents of data.source (and data.val_source)."""
+        d = self.config.data
+        if d.format != "text" or d.path:
+            raise config_lib.ConfigError(
+                f"data.source={d.source!r} streams text: leave data.path empty and "
+                f"data.format='text' (got path={d.path!r}, format={d.format!r})."
+            )
+        opened = functools.partial(
+            sources.open_documents, data_dir=d.tfds_dir, text_field=d.text_field
+        )
+        train = opened(d.source, split="train")
+        if d.val_source:
+            val = opened(d.val_source, split="validation")
+            train_range, val_range = (0, len(train)), (0, len(val))
+        else:
+            val = train
+            train_range, val_range = streaming.split_documents(len(train), d.val_fraction)
+        return streaming.StreamingData(
+            train, train_range, val, val_range, tokenizer, d.seq_len, max(1, d.num_workers)
+        )
+
+    def batch_spec(self, batch_size: int) -> dict[str, tuple[tuple[int, ...], Any]] | None:
+        """Shapes and dtypes of a batch without reading data (packed text), else None."""
+        if self.config.data.format != "text":
+            return None
+        shape = (batch_size, self.config.data.seq_len)
+        return {
+            "inputs": (shape, np.int32),
+            "targets": (shape, np.int32),
+            "mask": (shape, np.float32),
+        }
 
     def build_model(self, rngs: nnx.Rngs) -> nnx.Module:
         """The transformer of config.model."""
@@ -270,6 +323,10 @@ class Task(base.Task):
 
     def train_dataset(self, *, batch_size, seed, shard_index, shard_count):
         """Shuffled, endlessly repeated training rows."""
+        if isinstance(self.data, streaming.StreamingData):
+            return self.data.train_dataset(
+                batch_size=batch_size, seed=seed, shard_index=shard_index, shard_count=shard_count
+            )
         rows = self.data.train
         make = text_data.make_lm_dataset if isinstance(rows, np.ndarray) else examples.make_dataset
         return make(
@@ -288,6 +345,11 @@ class Task(base.Task):
             return super().eval_batches(
                 split, batch_size=batch_size, shard_index=shard_index, shard_count=shard_count
             )
+        if isinstance(self.data, streaming.StreamingData):
+            ds = self.data.eval_dataset(
+                batch_size=batch_size, shard_index=shard_index, shard_count=shard_count
+            )
+            return iter(ds)
         rows = self.data.val
         make = text_data.make_lm_dataset if isinstance(rows, np.ndarray) else examples.make_dataset
         ds = make(
@@ -303,8 +365,8 @@ class Task(base.Task):
 
     @functools.cached_property
     def num_train_examples(self) -> int:
-        """Training rows per epoch."""
-        return self.data.num_train_examples
+        """Training rows per epoch (None: unknown, e.g. streaming or a dry run)."""
+        return None if self.data is None else self.data.num_train_examples
 
     def items_per_example(self) -> int:
         """Tokens per sequence."""

@@ -11,6 +11,7 @@ import pytest
 from configs import quickstart
 from framework import launch, programs, trainer as trainer_lib
 from framework.tasks import lm
+from tests.data import corpora
 
 
 def config(**overrides):
@@ -67,6 +68,13 @@ GROUPS = [
         "train.checkpoint_every_steps": 0,
         "data.path": "CORPUS",
     },
+    {
+        "data.source": "SHARDS",
+        "data.val_source": "SHARDS",
+        "data.num_workers": 3,
+        "data.text_field": "body",
+        "data.tfds_dir": "/elsewhere",
+    },
 ]
 
 
@@ -76,9 +84,11 @@ def test_every_dropped_key_leaves_the_lowered_programs_identical(tmp_path):
     assert dropped - untested == {k for g in GROUPS for k in g}
     text = tmp_path / "corpus.txt"
     text.write_text("a different corpus of text for the same shapes. " * 400)
+    shards = "arrayrecord:" + corpora.prepared(tmp_path, corpora.documents(300))
     base = lowered_texts(trainer_lib.Trainer(config(), str(tmp_path / "base")))
     for i, group in enumerate(GROUPS):
-        group = {k: str(text) if v == "CORPUS" else v for k, v in group.items()}
+        paths = {"CORPUS": str(text), "SHARDS": shards}
+        group = {k: paths.get(v, v) if isinstance(v, str) else v for k, v in group.items()}
         t = trainer_lib.Trainer(config(**group), str(tmp_path / str(i)))
         assert lowered_texts(t) == base, sorted(group)
 
