@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import ml_collections
+from absl import logging
 from ml_collections import ConfigDict
 
 from framework import files
@@ -376,3 +377,31 @@ def save_config(config: ConfigDict, resolved: Mapping[str, int], workdir: str, s
         path = os.path.join(workdir, f"config.{step}.json")
     files.atomic_write_text(path, text)
     return path
+
+
+def log_resume(config: ConfigDict, workdir: str, step: int, *, finished: bool) -> None:
+    """Logs how a re-run in `workdir` relates to the saved config: a finished run returns
+    its old result (warning when the config changed), a resumed one continues with the
+    new values (warning which keys changed)."""
+    changed = ", ".join(changed_keys(config, workdir))
+    result_path = os.path.join(workdir, "result.json")
+    if finished and changed:
+        logging.warning(
+            "this workdir holds a finished run (step %d) whose config differs in %s; "
+            "returning its old result from %s. Re-run with --restart to train with "
+            "this config (the old files are moved aside).",
+            step,
+            changed,
+            result_path,
+        )
+    elif finished:
+        logging.info("finished at step %d before; see %s", step, result_path)
+    elif changed:
+        logging.warning(
+            "resuming at step %d with a config that differs from the saved one in %s; "
+            "the new values apply from here (saved as config.%d.json). Re-run with "
+            "--restart to start over instead.",
+            step,
+            changed,
+            step,
+        )

@@ -381,7 +381,7 @@ class Trainer:
             state, start, data_iter = self._restore(ckpt, previous)
             stopped_early = previous and previous.get("status") == "early_stopped"
             if previous and (start >= self.steps["total"] or stopped_early):
-                self._report_finished(start, result_path)
+                config_lib.log_resume(self.config, self.workdir, start, finished=True)
                 return previous
             if stop.requested:
                 logging.info(
@@ -389,7 +389,7 @@ class Trainer:
                 )
                 return self._result("preempted", start, {}, {}, None, time.time(), start or None)
             if start:
-                self._warn_changed_config(start)
+                config_lib.log_resume(self.config, self.workdir, start, finished=False)
             history: list[dict] = []
             if jax.process_index() == 0:
                 config_lib.save_config(self.config, self.steps, self.workdir, start)
@@ -449,32 +449,6 @@ class Trainer:
                 self.reference, "", state["reference"], self.abstract_state["params"]
             )
         return state
-
-    def _report_finished(self, step: int, result_path: str) -> None:
-        changed = config_lib.changed_keys(self.config, self.workdir)
-        if changed:
-            logging.warning(
-                "this workdir holds a finished run (step %d) whose config differs in %s; "
-                "returning its old result from %s. Re-run with --restart to train with "
-                "this config (the old files are moved aside).",
-                step,
-                ", ".join(changed),
-                result_path,
-            )
-        else:
-            logging.info("finished at step %d before; see %s", step, result_path)
-
-    def _warn_changed_config(self, start: int) -> None:
-        changed = config_lib.changed_keys(self.config, self.workdir)
-        if changed:
-            logging.warning(
-                "resuming at step %d with a config that differs from the saved one in %s; "
-                "the new values apply from here (saved as config.%d.json). Re-run with "
-                "--restart to start over instead.",
-                start,
-                ", ".join(changed),
-                start,
-            )
 
     def _loop(self, state, start, data_iter, ckpt, writer, stop, history) -> dict[str, Any]:
         log = metrics_lib.TrainLog(

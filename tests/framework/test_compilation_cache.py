@@ -15,6 +15,7 @@ from tests.conftest import ROOT, cli_env, tiny_lm_config
 def test_second_in_process_train_hits_the_persistent_cache(tmp_path):
     c = tiny_lm_config()
     c.train.update(total_steps=2, checkpoint_every_steps=0, eval_every_steps=0, best_metric="")
+    c.train.reuse_programs = False  # else the second run reuses the first's programs
     c.evals = {}
     c.seed = 11  # programs of their own, not compiled by another test of the session
     c.model.d_ff = 40
