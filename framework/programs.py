@@ -16,7 +16,11 @@ the shapes, dtypes and shardings of the program's arguments, the mesh's devices 
 JAX's numerics flags. A key holding too much costs a trace; one missing something a
 program depends on would reuse a wrong program, so the removed keys are few and
 tests/framework/test_programs.py checks, for each, that changing it leaves the lowered
-programs identical. `train.reuse_programs=False` turns sharing off for a run.
+programs identical. The init program may use a narrower key: a task that declares
+`Task.init_sections` (the config sections its build_model reads) shares its init with
+every run of the same model and optimizer (the optimizer's init reads no schedule), e.g.
+a fine-tuning run with the run it starts from; a test checks that too.
+`train.reuse_programs=False` turns sharing off for a run.
 """
 
 from __future__ import annotations
@@ -84,6 +88,16 @@ def config_key(config: ml_collections.ConfigDict, task_runtime_keys: Sequence[st
     for dotted in removable:
         _drop(tree, dotted)
     return json.dumps(tree, sort_keys=True, default=repr)
+
+
+def sections_key(config: ml_collections.ConfigDict, sections: Sequence[str]) -> str:
+    """Only `sections` of `config` (e.g. what an init program reads) less the schedule
+    arguments (as config_key), as canonical JSON."""
+    tree = copy.deepcopy(config.to_dict())
+    if not optim.bakes_peak_lr(config.optimizer):
+        for dotted in SCHEDULE_KEYS:
+            _drop(tree, dotted)
+    return json.dumps({s: tree.get(s) for s in sections}, sort_keys=True, default=repr)
 
 
 def _describe(x: Any) -> Any:

@@ -78,11 +78,15 @@ class Trainer:
         self.steps = config_lib.resolve_durations(
             config, examples_per_epoch=self.task.num_train_examples
         )
-        self._program_base = None
+        self._program_base = self._init_base = None
         if config.train.reuse_programs:
             runtime = programs.config_key(config, self.task.runtime_keys)
             schedule = (self.steps["total"], self.steps["warmup"])  # the step's constants
             self._program_base = f"{runtime}|{schedule}|{self.mesh!r}"
+            sections = self.task.init_sections
+            if sections is not None:  # + the optimizer (its init) and the state's shapes
+                narrow = programs.sections_key(config, (*sections, "optimizer"))
+                self._init_base = f"{type(self.task).__module__}|{narrow}|{self.mesh!r}"
         self._build_state_functions()
         self._compiled_step = None
         ctx = evaluators_lib.EvalContext(
@@ -224,9 +228,11 @@ class Trainer:
     def _init(self) -> dict[str, Any]:
         """The state at step 0 from the compiled init (seed as its argument)."""
         seed = np.int64(self.config.seed)
-        compiled = programs.get_or_build(
-            self._program_key("init", seed), lambda: self._init_fn.lower(seed).compile()
-        )
+        if self._init_base is not None:  # a narrow key: the output's shapes join it
+            key = programs.key("init", self._init_base, seed, self.abstract_state)
+        else:
+            key = self._program_key("init", seed)
+        compiled = programs.get_or_build(key, lambda: self._init_fn.lower(seed).compile())
         return compiled(seed)
 
     def abstract_schedule_args(self) -> dict[str, jax.ShapeDtypeStruct]:

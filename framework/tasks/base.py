@@ -31,6 +31,9 @@ class Task(abc.ABC):
     # data comes from): runs differing only in them share compiled programs
     # (framework/programs.py). Leave a key out when in doubt.
     runtime_keys: tuple[str, ...] = ()
+    # The config sections build_model reads (None: unknown, so the whole config keys the
+    # init program); with them, runs of one model and optimizer share one init program.
+    init_sections: tuple[str, ...] | None = None
 
     def __init__(self, config: ml_collections.ConfigDict):
         self.config = config

@@ -162,6 +162,7 @@ class Task(base.Task):
         "data.val_fraction",
     )
 
+    init_sections = ("model",)  # build_model reads config.model only
     data_free_dry_run = True  # Task(config, abstract=True): shapes without data
 
     def __init__(self, config: ml_collections.ConfigDict, abstract: bool = False):

@@ -140,3 +140,19 @@ def test_a_change_that_enters_a_program_is_not_shared(tmp_path, change):
     if "optimizer.weight_decay_mode" in change:  # the peak LR is baked in: part of the key
         lr = trainer_lib.Trainer(config(**change, **{"optimizer.lr": 0.05}), str(tmp_path / "lr"))
         assert lr._program_key("train_step") != keys[1]
+
+
+def test_the_init_program_is_shared_across_everything_but_model_and_optimizer(tmp_path):
+    """The LM task's init key is config.model + config.optimizer + the state's shapes:
+    changing anything else leaves the lowered init identical and the key equal."""
+    base = trainer_lib.Trainer(config(), str(tmp_path / "base"))
+    other = config(**{"train.total_steps": 9, "train.batch_size": 4, "optimizer.lr": 0.1})
+    other.schedule.warmup_steps = 3
+    other.data.update(seq_len=16, val_fraction=0.2)
+    other.loss.z_loss, other.schedule.name = 1e-4, "warmup_linear"
+    t = trainer_lib.Trainer(other, str(tmp_path / "other"))
+    seed = np.int64(0)
+    assert t._init_fn.lower(seed).as_text() == base._init_fn.lower(seed).as_text()
+    assert t._init_base == base._init_base
+    for change in ({"model.d_ff": 48}, {"optimizer.name": "sgd"}):
+        assert trainer_lib.Trainer(config(**change), str(tmp_path / "x"))._init_base != t._init_base
