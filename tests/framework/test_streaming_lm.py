@@ -9,6 +9,7 @@ import os
 import shutil
 
 import chex
+import numpy as np
 
 from configs import quickstart, small_scale_proxies
 from framework import checkpoint, files, launch, trainer as trainer_lib
@@ -99,3 +100,18 @@ def test_a_corrupt_record_met_while_training_is_exit_2_naming_file_and_record(tm
     assert outcome.code == 2, outcome
     assert f"of ArrayRecord shard '{path}' cannot be read" in outcome.message
     assert "\n" not in outcome.message.strip()
+
+
+def test_without_a_source_the_embedded_corpus_is_read_in_memory_as_before():
+    from data import text
+    from framework.tasks import lm
+
+    c = quickstart.get_config("size=tiny")
+    assert c.data.source == "" and c.data.path == ""
+    task = lm.Task(c)
+    assert isinstance(task.data, text.LMData) and task.num_train_examples > 0
+    batch = next(iter(task.train_dataset(batch_size=4, seed=0, shard_index=0, shard_count=1)))
+    spec = task.batch_spec(4)
+    assert {k: (v.shape, v.dtype) for k, v in batch.items()} == {
+        k: (shape, np.dtype(dtype)) for k, (shape, dtype) in spec.items()
+    }
