@@ -1,0 +1,117 @@
+"""The MoE feed-forward (models/moe.py): one expert is the dense FFN, the three dispatches
+agree (and match a for-loop reference), capacity drops by priority, and the auxiliary
+losses take their known values."""
+
+from __future__ import annotations
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from models import moe
+
+
+def layer(experts=4, k=1, dispatch="gather", gated=True, **kw):
+    return moe.MoEFeedForward(
+        8, 16, experts, k=k, gated=gated, dispatch=dispatch, rngs=nnx.Rngs(0), **kw
+    )
+
+
+def call(m, x):
+    return nnx.jit(lambda m, x: m(x))(m, x)
+
+
+route = jax.jit(moe.route, static_argnums=(1, 2, 3, 4))
+
+
+def x_BTD(seed=0, B=2, T=12):
+    return jax.random.normal(jax.random.key(seed), (B, T, 8))
+
+
+def loop_reference(m: moe.MoEFeedForward, x, deterministic=False):
+    """Token by token, expert by expert (MaxText's for-loop pattern), with capacity in the
+    same priority order: every first choice before any second choice."""
+    logits = np.einsum("btd,de->bte", np.asarray(x), np.asarray(m.router[...]))
+    probs = np.exp(logits - logits.max(-1, keepdims=True))
+    probs /= probs.sum(-1, keepdims=True)
+    B, T, E = probs.shape
+    C = moe.capacity(T, E, m.k, m.eval_capacity_factor if deterministic else m.capacity_factor, 4)
+    top = np.argsort(-logits, axis=-1, kind="stable")[..., : m.k]
+    y = np.zeros(x.shape, np.float64)
+    for b in range(B):
+        used = np.zeros(E, int)
+        for j in range(m.k):
+            for t in range(T):
+                e = top[b, t, j]
+                if used[e] >= C:
+                    continue
+                used[e] += 1
+                up = np.asarray(x[b, t]) @ np.asarray(m.up[...][e])
+                h = jax.nn.silu(np.asarray(x[b, t]) @ np.asarray(m.gate[...][e])) * up
+                y[b, t] += probs[b, t, e] * (np.asarray(h) @ np.asarray(m.down[...][e]))
+    return y
+
+
+@pytest.mark.parametrize("dispatch", moe.DISPATCHES)
+def test_one_expert_is_the_dense_ffn(dispatch):
+    m = layer(experts=1, dispatch=dispatch)
+    x = x_BTD()
+    y, aux = call(m, x)
+    h = jax.nn.silu(x @ m.gate[...][0]) * (x @ m.up[...][0])
+    chex.assert_trees_all_close(y, h @ m.down[...][0], atol=1e-6)  # p = 1 for one expert
+    assert float(aux["moe_dropped"]) == 0.0
+
+
+@pytest.mark.parametrize("k", [1, 2])
+def test_dispatches_agree_with_each_other_and_a_loop_reference(k):
+    x = x_BTD(1)
+    outs = {}
+    for dispatch in moe.DISPATCHES:
+        m = layer(experts=4, k=k, dispatch=dispatch, capacity_factor=0.75)  # some drops
+        outs[dispatch], aux = call(m, x)
+    assert 0 < float(aux["moe_dropped"]) < 0.5
+    chex.assert_trees_all_close(outs["gather"], outs["dense"], atol=1e-5)
+    chex.assert_trees_all_close(outs["einsum"], outs["dense"], atol=1e-5)
+    np.testing.assert_allclose(outs["dense"], loop_reference(m, x), atol=1e-5)
+
+
+def test_capacity_keeps_the_first_tokens_in_priority_order():
+    """Every token prefers expert 0; with capacity 4 (the minimum) only the first four
+    get its output, the rest get nothing; dropped fraction (T - 4) / T."""
+    m = layer(experts=4, capacity_factor=0.1, eval_capacity_factor=0.1)
+    m.router[...] = jnp.zeros((8, 4)).at[:, 0].set(1.0)
+    x = jnp.abs(x_BTD(2, B=1, T=10)) + 0.1  # positive: expert 0 wins every token
+    y, aux = call(m, x)
+    assert np.all(np.abs(np.asarray(y[0, :4])).sum(-1) > 0)
+    np.testing.assert_array_equal(np.asarray(y[0, 4:]), 0.0)
+    assert float(aux["moe_dropped"]) == pytest.approx(6 / 10)
+    routing, _ = route(jnp.zeros((1, 3, 2)).at[0, :, 0].set(1.0), 2, 0.1, 1, False)
+    # top-2 with capacity 1: first choices claim the slots before any second choice
+    np.testing.assert_array_equal(routing.kept[0], [[True, False, False], [True, False, False]])
+
+
+def test_auxiliary_losses_and_their_gradients():
+    logits = jnp.zeros((2, 6, 4))
+    for k in (1, 2):
+        _, aux = route(logits, k, 2.0, 1, False)
+        assert float(aux["moe_balance"]) == pytest.approx(k)  # uniform router: k
+        assert float(aux["moe_z"]) == pytest.approx(np.log(4) ** 2)  # zero logits
+    # The balance loss's gradient flows through P only: d/dlogits of E * sum f_e P_e.
+    logits = jax.random.normal(jax.random.key(3), (1, 6, 4))
+    grad = jax.grad(lambda z: route(z, 1, 2.0, 1, False)[1]["moe_balance"])(logits)
+    f = jax.nn.one_hot(jnp.argmax(logits, -1), 4).mean(1)  # [1, 4]
+
+    def through_p(z):
+        return 4 * (f * jax.nn.softmax(z, -1).mean(1)).sum()
+
+    chex.assert_trees_all_close(grad, jax.grad(through_p)(logits), atol=1e-6)
+
+
+def test_bad_settings_are_value_errors():
+    with pytest.raises(ValueError, match="dispatch 'sort'"):
+        layer(dispatch="sort")
+    with pytest.raises(ValueError, match="top-k=3"):
+        layer(experts=2, k=3)
