@@ -169,9 +169,28 @@ class MLP(nnx.Module):
         return self.down(h_BTF)
 
 
-def make_mlp(cfg: TransformerConfig, *, rngs: nnx.Rngs) -> nnx.Module:
-    """Builds a block's feed-forward layer: the one seam where an MoE MLP will plug in.
+def make_mlp(cfg: TransformerConfig, *, rngs: nnx.Rngs, moe_layer: bool = False) -> nnx.Module:
+    """Builds a block's feed-forward layer (param paths mlp.*): the dense MLP, called as
+    `mlp(x_BTD) -> [B,T,D]`, or in an MoE layer models/moe.py's MoEFeedForward, called as
+    `mlp(x_BTD, deterministic=...) -> ([B,T,D], {aux losses and metrics})`."""
+    if not moe_layer:
+        return MLP(cfg, rngs=rngs)
+    from models import moe  # noqa: PLC0415 (moe imports nothing of this module's)
 
-    Block calls only this function, and only as `mlp(x_BTD) -> [B,T,D]`; a replacement
-    keeps that call and lives under the block's `mlp` attribute (param paths mlp.*)."""
-    return MLP(cfg, rngs=rngs)
+    return moe.MoEFeedForward(
+        cfg.d_model,
+        cfg.moe_d_ff or cfg.d_ff,
+        cfg.moe_experts,
+        k=cfg.moe_top_k,
+        gated=cfg.mlp == "swiglu",
+        capacity_factor=cfg.moe_capacity_factor,
+        eval_capacity_factor=cfg.moe_eval_capacity_factor,
+        min_capacity=cfg.moe_min_capacity,
+        renormalize=cfg.moe_renormalize,
+        dispatch=cfg.moe_dispatch,
+        init_std=_hidden_std(cfg),
+        out_std=_out_std(cfg),
+        dtype=jnp.dtype(cfg.dtype),
+        param_dtype=jnp.dtype(cfg.param_dtype),
+        rngs=rngs,
+    )

@@ -38,6 +38,9 @@ import jax.numpy as jnp
 from flax import nnx
 
 DISPATCHES = ("gather", "einsum", "dense")
+# What an MoE layer returns besides its output: the auxiliary losses (weighted by the task,
+# config.loss.aux) and routing metrics.
+OUTPUTS = ("moe_balance", "moe_z", "moe_dropped", "moe_load_max", "moe_router_entropy")
 
 
 @jax.tree_util.register_dataclass

@@ -59,7 +59,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from models import kv_cache
+from models import kv_cache, moe
 from models.attention import Attention
 from models.layers import _dense, _logit_dtype, _norm, _normal, make_mlp
 from models.partitioning import constrain
@@ -112,6 +112,17 @@ class TransformerConfig:
     embedding_init_std: float = 0.0
     hidden_init_std: float = 0.0
     readout_init_std: float = 0.0
+    # Sparse mixture-of-experts feed-forward (models/moe.py) in every moe_every-th layer
+    # (layers moe_every-1, 2*moe_every-1, ...); moe_experts 0: dense everywhere.
+    moe_experts: int = 0
+    moe_every: int = 2
+    moe_top_k: int = 1
+    moe_d_ff: int = 0  # each expert's hidden width (0: d_ff)
+    moe_capacity_factor: float = 1.25  # training
+    moe_eval_capacity_factor: float = 2.0  # evaluation and decoding
+    moe_min_capacity: int = 4
+    moe_renormalize: bool = False  # Mixtral: softmax over the chosen experts' logits
+    moe_dispatch: str = "gather"  # gather | einsum | dense (models/moe.py)
 
     def __post_init__(self):
         for name, choices in _CHOICES.items():
@@ -162,6 +173,27 @@ class TransformerConfig:
                     "it must be positive."
                 )
 
+        if self.moe_experts:
+            if not 1 <= self.moe_top_k <= self.moe_experts or self.moe_every < 1:
+                raise ValueError(
+                    f"TransformerConfig: moe_top_k={self.moe_top_k} must be in [1, "
+                    f"moe_experts={self.moe_experts}] and moe_every={self.moe_every} >= 1."
+                )
+            if self.scan_layers and self.moe_every != 1:
+                raise ValueError(
+                    "TransformerConfig: scan_layers needs identical layers; set moe_every=1 "
+                    "(MoE in every layer) or scan_layers=False."
+                )
+
+    def is_moe_layer(self, i: int) -> bool:
+        """Whether layer i (0-based) has the MoE feed-forward."""
+        return bool(self.moe_experts) and (i + 1) % self.moe_every == 0
+
+    @property
+    def num_moe_layers(self) -> int:
+        """How many layers have the MoE feed-forward."""
+        return sum(self.is_moe_layer(i) for i in range(self.num_layers))
+
     @property
     def resolved_head_dim(self) -> int:
         """head_dim, with 0 resolved to d_model // num_heads."""
@@ -174,16 +206,25 @@ class TransformerConfig:
 class Block(nnx.Module):
     """Pre-norm Transformer block, sequential or parallel (GPT-J/PaLM) form."""
 
-    def __init__(self, cfg: TransformerConfig, *, rngs: nnx.Rngs):
+    def __init__(self, cfg: TransformerConfig, *, rngs: nnx.Rngs, layer: int = 0):
         self.parallel = cfg.parallel_block
+        self.moe = cfg.is_moe_layer(layer)
+        self.moe_keys = moe.OUTPUTS if cfg.moe_experts else ()
         if self.parallel:
             self.norm = _norm(cfg, cfg.d_model, rngs=rngs)
         else:
             self.attn_norm = _norm(cfg, cfg.d_model, rngs=rngs)
             self.mlp_norm = _norm(cfg, cfg.d_model, rngs=rngs)
         self.attn = Attention(cfg, rngs=rngs)
-        self.mlp = make_mlp(cfg, rngs=rngs)
+        self.mlp = make_mlp(cfg, rngs=rngs, moe_layer=self.moe)
         self.dropout = nnx.Dropout(cfg.dropout)  # holds no rng state
+
+    def _ffn(self, h_BTD: jax.Array, deterministic: bool) -> tuple[jax.Array, dict]:
+        """The feed-forward and, in a model with MoE layers, its outputs (zeros in a
+        dense layer, so that every layer returns the same keys)."""
+        if self.moe:
+            return self.mlp(h_BTD, deterministic=deterministic)
+        return self.mlp(h_BTD), {k: jnp.zeros((), jnp.float32) for k in self.moe_keys}
 
     def __call__(
         self,
@@ -198,7 +239,8 @@ class Block(nnx.Module):
         """Returns (the updated residual stream [B,T,D], probes); key seeds residual dropout;
         segment_ids_BT keeps attention within packed examples.
 
-        probes is {} or, with probe=True, {'attn_logit_max': scalar}."""
+        probes is {} or, with probe=True, {'attn_logit_max': scalar}; in a model with MoE
+        layers it also holds moe.OUTPUTS (aux losses and routing metrics)."""
         key_attn = key_mlp = None
         if key is not None:
             key_attn, key_mlp = jax.random.split(key)
@@ -208,9 +250,11 @@ class Block(nnx.Module):
         attn_BTD, probes = (attn[0], {"attn_logit_max": attn[1]}) if probe else (attn, {})
         attn_BTD = drop(attn_BTD, key_attn)
         if self.parallel:
-            return x_BTD + attn_BTD + drop(self.mlp(h_BTD), key_mlp), probes
+            mlp_BTD, moe_out = self._ffn(h_BTD, deterministic)
+            return x_BTD + attn_BTD + drop(mlp_BTD, key_mlp), {**probes, **moe_out}
         x_BTD = x_BTD + attn_BTD
-        return x_BTD + drop(self.mlp(self.mlp_norm(x_BTD)), key_mlp), probes
+        mlp_BTD, moe_out = self._ffn(self.mlp_norm(x_BTD), deterministic)
+        return x_BTD + drop(mlp_BTD, key_mlp), {**probes, **moe_out}
 
     def decode(
         self, x_BTD: jax.Array, positions_BT: jax.Array, kv: Any, masks: Any
@@ -219,9 +263,9 @@ class Block(nnx.Module):
         h_BTD = self.norm(x_BTD) if self.parallel else self.attn_norm(x_BTD)
         attn_BTD, kv = self.attn.decode(h_BTD, positions_BT, kv, masks)
         if self.parallel:
-            return x_BTD + attn_BTD + self.mlp(h_BTD), kv
+            return x_BTD + attn_BTD + self._ffn(h_BTD, True)[0], kv
         x_BTD = x_BTD + attn_BTD
-        return x_BTD + self.mlp(self.mlp_norm(x_BTD)), kv
+        return x_BTD + self._ffn(self.mlp_norm(x_BTD), True)[0], kv
 
 
 def _run_block(
@@ -271,7 +315,7 @@ class Transformer(nnx.Module):
         if cfg.scan_layers:
             self.blocks = self._stacked_blocks(cfg, rngs)
         else:
-            self.blocks = nnx.List([Block(cfg, rngs=rngs) for _ in range(cfg.num_layers)])
+            self.blocks = nnx.List([Block(cfg, rngs=rngs, layer=i) for i in range(cfg.num_layers)])
         self.final_norm = _norm(cfg, cfg.d_model, rngs=rngs)
         if not cfg.tie_embeddings:
             self.unembed = _dense(
@@ -298,15 +342,29 @@ class Transformer(nnx.Module):
 
         return create(rngs)
 
-    def __call__(self, tokens_BT: jax.Array, *, return_probes: bool = False, **kwargs: Any) -> Any:
+    def __call__(
+        self,
+        tokens_BT: jax.Array,
+        *,
+        return_probes: bool = False,
+        return_aux: bool = False,
+        **kwargs: Any,
+    ) -> Any:
         """Maps int tokens [B,T] to float32 next-token logits [B,T,V]; kwargs are
         `encode`'s (positions_BT, segment_ids_BT for packed examples, deterministic, rngs).
 
-        return_probes: return (logits, probes) with probes['attn_logit_max'] of shape
-        [L], each layer's largest attention logit (max_attention_logit)."""
+        return_probes: return (logits, out) with out['attn_logit_max'] of shape [L], each
+        layer's largest attention logit (max_attention_logit). return_aux: return (logits,
+        out) with out['aux'] = {name: scalar}: the auxiliary losses and metrics of the
+        model's layers, averaged over the layers that have them (the MoE layers' moe.OUTPUTS;
+        {} for a dense model): the task weights the losses (config.loss.aux)."""
         hidden_BTD, out = self.encode(tokens_BT, return_probes=return_probes, **kwargs)
         logits_BTV = self.unembed_logits(hidden_BTD)
-        return (logits_BTV, out) if return_probes else logits_BTV
+        if return_aux:
+            n = max(1, self.cfg.num_moe_layers)  # dense layers contributed zeros
+            aux = {k: out.pop(k).sum() / n for k in list(out) if k in moe.OUTPUTS}
+            out = {**out, "aux": aux}
+        return (logits_BTV, out) if (return_probes or return_aux) else logits_BTV
 
     def encode(
         self,
@@ -415,14 +473,25 @@ class Transformer(nnx.Module):
 # ----------------------------------------------------------------------------- accounting
 
 
-def _layer_matmul_params(cfg: TransformerConfig) -> int:
-    """Matmul weights of one block: q, k, v, o projections plus the MLP matrices."""
+def _layer_matmul_params(cfg: TransformerConfig, layer: int = 0, active: bool = False) -> int:
+    """Matmul weights of block `layer`: q, k, v, o projections plus the MLP matrices (an MoE
+    layer: its router and all E experts, or with `active` the k experts a token uses)."""
     D, NH, F = cfg.d_model, cfg.num_heads * cfg.resolved_head_dim, cfg.d_ff
-    return 4 * D * NH + (3 if cfg.mlp == "swiglu" else 2) * D * F
+    matrices = 3 if cfg.mlp == "swiglu" else 2
+    if not cfg.is_moe_layer(layer):
+        return 4 * D * NH + matrices * D * F
+    experts = cfg.moe_top_k if active else cfg.moe_experts
+    return 4 * D * NH + D * cfg.moe_experts + experts * matrices * D * (cfg.moe_d_ff or F)
+
+
+def _matmul_params(cfg: TransformerConfig, active: bool = False) -> int:
+    """Matmul weights of all blocks (see _layer_matmul_params)."""
+    return sum(_layer_matmul_params(cfg, i, active) for i in range(cfg.num_layers))
 
 
 def param_count(cfg: TransformerConfig) -> dict[str, int]:
-    """Parameter counts by formula: 'total', 'embedding' and 'non_embedding'."""
+    """Parameter counts by formula: 'total', 'embedding', 'non_embedding' and 'active'
+    (what one token uses: an MoE layer's k experts instead of all E)."""
     D, V, H = cfg.d_model, cfg.vocab_size, cfg.resolved_head_dim
     NH, F = cfg.num_heads * H, cfg.d_ff
     norm_params = lambda size: size * (2 if cfg.norm == "layernorm" and cfg.norm_bias else 1)
@@ -433,18 +502,21 @@ def param_count(cfg: TransformerConfig) -> dict[str, int]:
     if not cfg.tie_embeddings:
         embedding += D * V + (V if cfg.use_bias else 0)
 
-    layer = _layer_matmul_params(cfg)
-    layer += norm_params(D) * (1 if cfg.parallel_block else 2)
+    layer = norm_params(D) * (1 if cfg.parallel_block else 2)
     if cfg.qk_norm:
         layer += 2 * norm_params(H)
     if cfg.use_bias:
         layer += 3 * NH + D  # q, k, v, o biases
-        layer += (2 if cfg.mlp == "swiglu" else 1) * F + D  # gate/up and down biases
-    non_embedding = cfg.num_layers * layer + norm_params(D)  # + final norm
+    rest = cfg.num_layers * layer + norm_params(D)  # + final norm
+    if cfg.use_bias:  # gate/up and down biases of the dense MLPs (MoE experts have none)
+        dense_layers = cfg.num_layers - cfg.num_moe_layers
+        rest += dense_layers * ((2 if cfg.mlp == "swiglu" else 1) * F + D)
+    non_embedding = _matmul_params(cfg) + rest
     return {
         "total": embedding + non_embedding,
         "embedding": embedding,
         "non_embedding": non_embedding,
+        "active": embedding + _matmul_params(cfg, active=True) + rest,
     }
 
 
@@ -453,10 +525,11 @@ def train_flops_per_token(cfg: TransformerConfig, seq_len: int) -> float:
 
     N_matmul counts the weights of every matmul: per block the q/k/v/o projections and
     the MLP matrices, plus the unembedding matrix V*D (counted whether tied or not).
-    Norms, biases, the embedding lookup and learned positions are excluded. The second
+    Norms, biases, the embedding lookup and learned positions are excluded; an MoE layer
+    counts its router and the k experts a token uses (active FLOPs). The second
     term is the attention score and value matmuls (QK^T and AV), forward + backward,
     counted over the full (non-causally-masked) T x T square as in PaLM.
     """
-    n_matmul = cfg.num_layers * _layer_matmul_params(cfg) + cfg.vocab_size * cfg.d_model
+    n_matmul = _matmul_params(cfg, active=True) + cfg.vocab_size * cfg.d_model
     attn = 12 * cfg.num_layers * seq_len * cfg.num_heads * cfg.resolved_head_dim
     return float(6 * n_matmul + attn)

@@ -61,7 +61,12 @@ def default_config() -> ml_collections.ConfigDict:
     # kl_to: a reference run ('WORKDIR[:best|latest|STEP]') whose parameters the state
     # carries frozen; kl_coef * KL(policy || reference) over the loss-bearing tokens is
     # added to the objective (e.g. to keep a policy-gradient run near its start).
-    c.loss = ml_collections.ConfigDict(dict(z_loss=0.0, kl_to="", kl_coef=0.0))
+    # aux: coefficients of the model's auxiliary losses (Transformer(return_aux=True), e.g.
+    # the MoE layers' load balance and router z-loss; ST-MoE's 1e-2 and 1e-3), added to
+    # the objective; every auxiliary output is logged whether or not it has one.
+    c.loss = ml_collections.ConfigDict(
+        dict(z_loss=0.0, kl_to="", kl_coef=0.0, aux=dict(moe_balance=1e-2, moe_z=1e-3))
+    )
     # attention_logits: log each layer's largest attention logit q.k/sqrt(d) as
     # 'attn_logit_max/<layer>' (and the max over layers as 'attn_logit_max').
     c.probes = ml_collections.ConfigDict(dict(attention_logits=False))
@@ -279,17 +284,18 @@ class Task(base.Task):
     def loss(self, model, batch, rng, reference=None):
         """Cross-entropy (+ z-loss) of the model's next-token predictions (+ probes); with
         an 'advantage' per token, the policy-gradient objective (policy_gradient_loss);
-        with a reference model (loss.kl_to), + kl_coef * KL(policy || reference)."""
+        with a reference model (loss.kl_to), + kl_coef * KL(policy || reference); + the
+        model's auxiliary losses times their loss.aux coefficients (MoE layers)."""
         probe = self.config.probes.attention_logits
-        out = model(
+        logits_BTV, probes = model(
             batch["inputs"],
             positions_BT=batch.get("positions"),
             segment_ids_BT=batch.get("segment_ids"),
             deterministic=rng is None,
             rngs=None if rng is None else nnx.Rngs(dropout=rng),
             return_probes=probe,
+            return_aux=True,
         )
-        logits_BTV, probes = out if probe else (out, {})
         objective, metrics = cross_entropy_loss(
             logits_BTV,
             batch["targets"],
@@ -315,6 +321,11 @@ class Task(base.Task):
             kl = kl_divergence(logits_BTV, ref_logits_BTV, w_BT)
             objective = objective + self.config.loss.kl_coef * kl
             metrics["kl"] = kl
+        coefficients = self.config.loss.get("aux", {})
+        for name, value in probes.pop("aux").items():  # e.g. the MoE layers' losses
+            metrics[name] = value
+            if coefficients.get(name, 0.0):
+                objective = objective + coefficients[name] * value
         if probe:
             logit_max_L = probes["attn_logit_max"]
             metrics["attn_logit_max"] = jnp.max(logit_max_L)
@@ -398,8 +409,10 @@ class Task(base.Task):
     def describe_model(self) -> dict[str, float]:
         """Parameter counts and training FLOPs per token."""
         counts = transformer.param_count(self.model_config)
+        active = {"active params": counts["active"]} if self.model_config.moe_experts else {}
         return {
             "params": counts["total"],
+            **active,
             "non-embedding params": counts["non_embedding"],
             "train FLOPs/token": transformer.train_flops_per_token(
                 self.model_config, self.config.data.seq_len

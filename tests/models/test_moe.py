@@ -115,3 +115,52 @@ def test_bad_settings_are_value_errors():
         layer(dispatch="sort")
     with pytest.raises(ValueError, match="top-k=3"):
         layer(experts=2, k=3)
+
+
+# ------------------------------------------------------------------ in the Transformer
+
+
+def moe_config(**kw):
+    from models.transformer import TransformerConfig
+
+    base = dict(vocab_size=13, d_model=16, num_layers=2, num_heads=2, d_ff=32, max_len=16)
+    return TransformerConfig(**{**base, "moe_experts": 4, "moe_d_ff": 24, **kw})
+
+
+@pytest.mark.parametrize("kw", [{}, {"use_bias": True, "mlp": "gelu", "moe_top_k": 2}])
+def test_param_counts_match_the_model_and_count_k_experts_as_active(kw):
+    from models.transformer import Transformer, param_count
+
+    cfg = moe_config(**kw)
+    model = nnx.eval_shape(lambda: Transformer(cfg, rngs=nnx.Rngs(0)))
+    actual = sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
+    counts = param_count(cfg)
+    assert counts["total"] == actual
+    matrices = 3 if cfg.mlp == "swiglu" else 2
+    unused = (cfg.moe_experts - cfg.moe_top_k) * matrices * 16 * 24  # one MoE layer (layer 1)
+    assert counts["active"] == counts["total"] - unused
+    assert cfg.is_moe_layer(1) and not cfg.is_moe_layer(0)
+
+
+def test_the_objective_adds_the_weighted_aux_losses_and_decoding_matches_the_forward(tmp_path):
+    from configs import quickstart
+    from framework import trainer as trainer_lib
+
+    c = quickstart.get_config("size=tiny,steps=2")
+    c.model.update(moe_experts=4, moe_every=1, moe_top_k=2, moe_eval_capacity_factor=4.0)
+    c.evals = {}
+    t = trainer_lib.Trainer(c, str(tmp_path))
+    state = t.init_state()
+    batch = next(iter(t.task.train_dataset(batch_size=8, seed=0, shard_index=0, shard_count=1)))
+    _, m = t._step(state, {k: jnp.asarray(v) for k, v in batch.items()})
+    m = {k: float(v) for k, v in m.items()}
+    expected = m["loss"] + 1e-2 * m["moe_balance"] + 1e-3 * m["moe_z"]
+    assert m["objective"] == pytest.approx(expected, rel=1e-6)
+    assert m["moe_balance"] > 0 and 0.0 <= m["moe_dropped"] < 1.0
+    model = t.merge(t.init_state()["params"])
+    tokens = jnp.asarray(batch["inputs"][:2, :12])
+    full = model(tokens)
+    cache = model.init_cache(2, 16)
+    positions = jnp.broadcast_to(jnp.arange(12), (2, 12))
+    decoded, _ = model.decode(tokens, positions, cache)
+    chex.assert_trees_all_close(decoded, full, atol=1e-4)  # eval capacity: nothing dropped

@@ -139,6 +139,7 @@ def test_param_count_hand_calculation():
         "total": 13 * 16 + 2 * per_layer + 16,
         "embedding": 13 * 16,
         "non_embedding": 2 * per_layer + 16,
+        "active": 13 * 16 + 2 * per_layer + 16,
     }
 
 
