@@ -1,0 +1,103 @@
+"""Needle-in-a-haystack prompts and their scoring (the Gemini 1.5 protocol, byte level).
+
+A needle is the sentence "The special magic {city} number is: {number}." inserted into a
+haystack of real text at depth d (0-100 % of the haystack, moved back to the start of
+the sentence it falls in, as the original NIAH code moves it to a sentence boundary;
+at 100 % the start of the haystack's last sentence); the question "What is the special magic {city} number?" ends the
+prompt. `make_prompt` makes a prompt of exactly `length` characters (bytes for ASCII
+text: the byte LM's tokens) by trimming the haystack. Several needles (distinct cities)
+make the multi-needle variant; one of them is asked. Scoring is exact match of the
+number the model writes first (no judge model), as Gemini 1.5 scores it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import re
+from collections.abc import Sequence
+
+CITIES = (
+    "Paris", "Lagos", "Lima", "Oslo", "Cairo", "Delhi", "Quito", "Perth", "Seoul", "Dakar",
+    "Hanoi", "Tunis", "Sofia", "Minsk", "Riga", "Kyiv", "Baku", "Doha", "Accra", "Malmo",
+    "Porto", "Turin", "Bern", "Graz", "Cork", "Leeds", "Bonn", "Pisa", "Nice", "Lyon",
+    "Rome", "Milan", "Kobe", "Osaka", "Dubai", "Muscat", "Male", "Suva", "Apia", "Nuuk",
+    "Reno", "Austin", "Boise", "Tampa", "Miami", "Dallas", "Denver", "Omaha", "Fargo", "Salem",
+)  # fmt: skip
+NEEDLE = "The special magic {city} number is: {number}. "
+QUESTION = "\nWhat is the special magic {city} number? "
+SENTENCE_END = re.compile(r"[.!?]\s+")
+
+
+@dataclasses.dataclass(frozen=True)
+class Needle:
+    """One fact hidden in the haystack."""
+
+    city: str
+    number: str  # digits
+
+    @property
+    def text(self) -> str:
+        """The needle sentence."""
+        return NEEDLE.format(city=self.city, number=self.number)
+
+
+def random_needles(count: int, rng: random.Random, digits: int = 5) -> list[Needle]:
+    """`count` needles with distinct cities and random `digits`-digit numbers."""
+    if not 1 <= count <= len(CITIES):
+        raise ValueError(f"needle count {count} must be in [1, {len(CITIES)}].")
+    cities = rng.sample(CITIES, count)
+    low, high = 10 ** (digits - 1), 10**digits - 1
+    return [Needle(c, str(rng.randint(low, high))) for c in cities]
+
+
+def sentence_starts(text: str) -> list[int]:
+    """Offsets where a sentence starts (0 and after every '.', '!' or '?' + whitespace)."""
+    return [0] + [m.end() for m in SENTENCE_END.finditer(text) if m.end() < len(text)]
+
+
+def insertion_point(text: str, depth: float) -> int:
+    """The start of the sentence at fraction `depth` of `text` (at depth 1 the last one:
+    the trimmed haystack may end inside a sentence)."""
+    if not 0.0 <= depth <= 1.0:
+        raise ValueError(f"depth {depth} must be in [0, 1].")
+    at = int(depth * len(text))
+    return max(s for s in sentence_starts(text) if s <= at)
+
+
+def make_prompt(
+    corpus: str,
+    needles: Sequence[Needle],
+    depths: Sequence[float],
+    length: int,
+    ask: int = 0,
+    offset: int = 0,
+) -> tuple[str, str]:
+    """(prompt of exactly `length` characters, the answer): the haystack is `corpus` from
+    the first sentence start at or after `offset`, trimmed to make room for the needles
+    (needle i at depths[i]) and the question about needles[ask]."""
+    if len(needles) != len(depths):
+        raise ValueError(f"{len(needles)} needles but {len(depths)} depths.")
+    question = QUESTION.format(city=needles[ask].city)
+    room = length - len(question) - sum(len(n.text) for n in needles)
+    start = next((s for s in sentence_starts(corpus) if s >= offset), 0)
+    if room < 1 or len(corpus) - start < room:
+        raise ValueError(
+            f"a prompt of {length} characters leaves {room} for the haystack; the corpus "
+            f"from offset {offset} has {len(corpus) - start}: lengthen or shorten."
+        )
+    haystack = corpus[start : start + room]
+    points = [insertion_point(haystack, d) for d in depths]
+    pieces, last = [], 0
+    for point, needle in sorted(zip(points, needles, strict=True), key=lambda p: p[0]):
+        pieces += [haystack[last:point], needle.text]
+        last = point
+    prompt = "".join(pieces) + haystack[last:] + question
+    assert len(prompt) == length, (len(prompt), length)
+    return prompt, needles[ask].number
+
+
+def score(completion: str, answer: str) -> bool:
+    """Exact match: the first number the model writes is the answer."""
+    found = re.match(r"\s*(\d+)", completion)
+    return found is not None and found.group(1) == answer

@@ -1,0 +1,58 @@
+"""Needle prompts (exact length, needle at the requested depth within a sentence, the
+answer scored by exact match) and the NLL-vs-position power-law fit (recovers known
+parameters; R^2 by its formula)."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+
+from experiments.long_context_moe import needle, position_nll
+
+CORPUS = " ".join(f"Sentence number {i} says something short." for i in range(400))
+
+
+@pytest.mark.parametrize("depth", [0.0, 0.1, 0.5, 0.9, 1.0])
+@pytest.mark.parametrize("length", [200, 512])
+def test_one_needle_lands_at_its_depth_and_the_prompt_has_the_length(depth, length):
+    (n,) = needle.random_needles(1, random.Random(0))
+    prompt, answer = needle.make_prompt(CORPUS, [n], [depth], length, offset=37)
+    assert len(prompt) == length and answer == n.number and len(answer) == 5
+    at = prompt.index(n.text)
+    assert at == 0 or prompt[at - 2 : at] == ". "  # at a sentence start
+    haystack = length - len(n.text) - len(needle.QUESTION.format(city=n.city))
+    sentence = len("Sentence number 123 says something short. ")
+    assert abs(at - depth * haystack) <= sentence  # within one sentence of the depth
+    assert prompt.endswith(f"What is the special magic {n.city} number? ")
+
+
+def test_several_needles_are_all_present_and_one_is_asked():
+    needles = needle.random_needles(4, random.Random(1))
+    assert len({n.city for n in needles}) == 4
+    prompt, answer = needle.make_prompt(CORPUS, needles, [0.2, 0.4, 0.6, 0.8], 600, ask=2)
+    assert all(n.text in prompt for n in needles) and answer == needles[2].number
+    assert prompt.index(needles[0].text) < prompt.index(needles[3].text)
+    with pytest.raises(ValueError, match="leaves"):
+        needle.make_prompt(CORPUS, needles, [0.5] * 4, 100)
+
+
+def test_scoring_is_exact_match_of_the_first_number():
+    assert needle.score(" 12345 is it", "12345")
+    assert not needle.score("1234", "12345") and not needle.score("123456", "12345")
+    assert not needle.score("the number 12345", "12345")
+
+
+def test_power_law_fit_recovers_known_parameters_and_r2_is_its_formula():
+    x = np.arange(1, 513, dtype=np.float64)
+    rng = np.random.default_rng(0)
+    y = position_nll.power_law(x, 2.0, -0.6, 1.2) + rng.normal(0, 0.002, x.shape)
+    fit = position_nll.fit_power_law(x, y)
+    assert fit["alpha"] == pytest.approx(2.0, rel=0.05)
+    assert fit["beta"] == pytest.approx(-0.6, rel=0.05)
+    assert fit["gamma"] == pytest.approx(1.2, abs=0.01)
+    assert fit["r2"] > 0.999
+    assert position_nll.r_squared([1, 2, 3], [1, 2, 4]) == pytest.approx(1 - 1 / 2)
+    nll = np.array([[4.0, 2.0, 0.0], [2.0, 2.0, 2.0]])
+    np.testing.assert_allclose(position_nll.cumulative_nll(nll), [3.0, 2.5, 2.0])
