@@ -4,10 +4,11 @@ A needle is the sentence "The special magic {city} number is: {number}." inserte
 haystack of real text at depth d (0-100 % of the haystack, moved back to the start of
 the sentence it falls in, as the original NIAH code moves it to a sentence boundary;
 at 100 % the start of the haystack's last sentence); the question "What is the special
-magic {city} number?" ends the prompt. `make_prompt` makes a prompt of exactly `length` characters (bytes for ASCII
-text: the byte LM's tokens) by trimming the haystack. Several needles (distinct cities)
-make the multi-needle variant; one of them is asked. Scoring is exact match of the
-number the model writes first (no judge model), as Gemini 1.5 scores it.
+magic {city} number?" ends the prompt. `make_prompt` makes a prompt of exactly `length`
+characters (bytes for ASCII text: the byte LM's tokens) by trimming the haystack.
+Several needles (distinct cities) make the multi-needle variant; one of them is asked.
+Scoring is exact match of the number the model writes first (no judge model), as
+Gemini 1.5 scores it.
 """
 
 from __future__ import annotations
