@@ -47,6 +47,17 @@ class DataError(ValueError):
     """Malformed example or token data (the message names the file, line and fix)."""
 
 
+def parse_json_object(line: str | bytes, where: str) -> dict[str, Any]:
+    """One JSONL line as a dict, or a DataError naming `where` (e.g. 'file:line')."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise DataError(f"{where}: not valid JSON ({e.msg}); fix or remove the line.") from None
+    if not isinstance(record, dict):
+        raise DataError(f"{where}: a line must be a JSON object.")
+    return record
+
+
 @dataclasses.dataclass(frozen=True)
 class Example:
     """One JSONL example."""
@@ -88,15 +99,7 @@ def read_records(path: str) -> list[tuple[str, dict]]:
             where = f"{path}:{n}"
             if not line.strip():
                 continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(
-                    f"{where}: not valid JSON ({e.msg}); fix or remove the line."
-                ) from None
-            if not isinstance(record, dict):
-                raise DataError(f"{where}: a line must be a JSON object.")
-            out.append((where, record))
+            out.append((where, parse_json_object(line, where)))
     if not out:
         raise DataError(f"Examples file {path!r} has no examples; add JSONL lines.")
     return out

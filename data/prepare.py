@@ -31,7 +31,7 @@ from typing import Any
 
 from absl import flags
 
-from data.examples import DataError
+from data.examples import DataError, parse_json_object
 
 MANIFEST, STATE = "manifest.json", "prepare_state.json"
 SPM_PREFIX = "sentencepiece"
@@ -100,14 +100,9 @@ def documents(
             if jsonl:
                 if not line.strip():
                     continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise DataError(
-                        f"{path!r} at byte {here} is not a JSON line ({e.msg}); fix or remove it."
-                    ) from None
-                if not isinstance(record, dict) or text_field not in record:
-                    fields = ", ".join(record) if isinstance(record, dict) else "none"
+                record = parse_json_object(line, f"{path!r} at byte {here}")
+                if text_field not in record:
+                    fields = ", ".join(record)
                     raise DataError(
                         f"{path!r} at byte {here} has no field {text_field!r}; pass "
                         f"--text_field as one of: {fields}."
