@@ -64,6 +64,74 @@ def attend(
     )
 
 
+def chunked_attend(
+    q_BTNH: jax.Array,
+    k_BSNH: jax.Array,
+    v_BSNH: jax.Array,
+    *,
+    chunk: int,
+    causal: bool = True,
+    key_mask_BS: jax.Array | None = None,
+    segment_ids_BT: jax.Array | None = None,
+) -> jax.Array:
+    """`attend` without the [T, S] score matrix: query blocks of `chunk` rows (lax.map)
+    each scan the key blocks with an online softmax (running max and denominator, in
+    float32, as flash attention does), the block rematerialised in the backward pass, so
+    memory grows as T * chunk rather than T * S. Equal to `attend` up to float rounding;
+    T and S are padded to multiples of `chunk` (padding keys masked)."""
+    B, T, N, H = q_BTNH.shape
+    S = k_BSNH.shape[1]
+    Tp, Sp = -(-T // chunk) * chunk, -(-S // chunk) * chunk
+    pad = lambda x, n: jnp.pad(x, [(0, 0), (0, n - x.shape[1])] + [(0, 0)] * (x.ndim - 2))
+    q, k, v = pad(q_BTNH, Tp), pad(k_BSNH, Sp), pad(v_BSNH, Sp)
+    valid_BS = pad(jnp.ones((B, S), bool) if key_mask_BS is None else key_mask_BS.astype(bool), Sp)
+    seg_q = seg_k = None
+    if segment_ids_BT is not None:
+        seg_q, seg_k = pad(segment_ids_BT, Tp), pad(segment_ids_BT, Sp)
+    scale, f32 = H**-0.5, jnp.float32
+    blocks = lambda x, n: x.reshape(B, n // chunk, chunk, *x.shape[2:]).swapaxes(0, 1)
+    k_KBCNH, v_KBCNH, valid_KBC = blocks(k, Sp), blocks(v, Sp), blocks(valid_BS, Sp)
+    seg_k_KBC = None if seg_k is None else blocks(seg_k, Sp)
+
+    def one_query_block(args):
+        qi, q_BCNH, seg_q_BC = args
+
+        @jax.checkpoint
+        def step(carry, key_block):
+            m_BNC, l_BNC, acc_BNCH = carry
+            kj, k_BDNH, v_BDNH, valid_BD, seg_k_BD = key_block
+            s_BNCD = jnp.einsum("BCNH,BDNH->BNCD", q_BCNH, k_BDNH, preferred_element_type=f32)
+            keep = valid_BD[:, None, None, :]
+            if causal:
+                rows, cols = qi * chunk + jnp.arange(chunk), kj * chunk + jnp.arange(chunk)
+                keep = keep & (rows[:, None] >= cols[None, :])[None, None]
+            if seg_k_BD is not None:
+                keep = keep & (seg_q_BC[:, None, :, None] == seg_k_BD[:, None, None, :])
+            s_BNCD = jnp.where(keep, s_BNCD * scale, -jnp.inf)
+            m_new = jnp.maximum(m_BNC, s_BNCD.max(-1))
+            safe = jnp.where(jnp.isfinite(m_new), m_new, 0.0)
+            p_BNCD = jnp.exp(s_BNCD - safe[..., None])
+            correction = jnp.exp(jnp.where(jnp.isfinite(m_BNC), m_BNC - safe, -jnp.inf))
+            l_new = l_BNC * correction + p_BNCD.sum(-1)
+            pv = jnp.einsum("BNCD,BDNH->BNCH", p_BNCD.astype(v_BDNH.dtype), v_BDNH)
+            acc_new = acc_BNCH * correction[..., None] + pv.astype(f32)
+            return (m_new, l_new, acc_new), None
+
+        init = (
+            jnp.full((B, N, chunk), -jnp.inf, f32),
+            jnp.zeros((B, N, chunk), f32),
+            jnp.zeros((B, N, chunk, H), f32),
+        )
+        key_blocks = (jnp.arange(Sp // chunk), k_KBCNH, v_KBCNH, valid_KBC, seg_k_KBC)
+        (_, l_BNC, acc_BNCH), _ = jax.lax.scan(step, init, key_blocks)
+        out_BNCH = acc_BNCH / jnp.maximum(l_BNC, 1e-30)[..., None]
+        return out_BNCH.transpose(0, 2, 1, 3).astype(q_BTNH.dtype)
+
+    seg_q_QBC = None if seg_q is None else blocks(seg_q, Tp)
+    out_QBCNH = jax.lax.map(one_query_block, (jnp.arange(Tp // chunk), blocks(q, Tp), seg_q_QBC))
+    return out_QBCNH.swapaxes(0, 1).reshape(B, Tp, N, H)[:, :T]
+
+
 def max_attention_logit(
     q_BTNH: jax.Array,
     k_BSNH: jax.Array,
@@ -134,7 +202,12 @@ class Attention(nnx.Module):
         q_BTNH, k_BTNH, v_BTNH = self._qkv(x_BTD, positions_BT)
         impl = None if self.cfg.attention_impl == "auto" else self.cfg.attention_impl
         mask = dict(causal=self.causal, key_mask_BS=key_mask_BS, segment_ids_BT=segment_ids_BT)
-        out_BTD = self.o_proj(attend(q_BTNH, k_BTNH, v_BTNH, **mask, implementation=impl))
+        if impl == "chunked":  # long sequences: no [T, T] scores (chunked_attend)
+            chunk = min(self.cfg.attention_chunk, x_BTD.shape[1])
+            out_BTNH = chunked_attend(q_BTNH, k_BTNH, v_BTNH, chunk=chunk, **mask)
+        else:
+            out_BTNH = attend(q_BTNH, k_BTNH, v_BTNH, **mask, implementation=impl)
+        out_BTD = self.o_proj(out_BTNH)
         if not probe:
             return out_BTD
         return out_BTD, max_attention_logit(q_BTNH, k_BTNH, **mask)

@@ -68,7 +68,7 @@ _CHOICES = {
     "norm": ("rmsnorm", "layernorm"),
     "position": ("rope", "learned"),
     "mlp": ("swiglu", "gelu"),
-    "attention_impl": ("xla", "cudnn", "auto"),
+    "attention_impl": ("xla", "cudnn", "auto", "chunked"),
     "dtype": ("float32", "bfloat16", "float16", "float64"),
     "param_dtype": ("float32", "bfloat16", "float16", "float64"),
 }
@@ -84,7 +84,7 @@ class TransformerConfig:
     num_heads: int = 4
     head_dim: int = 0  # 0 -> d_model // num_heads
     d_ff: int = 512
-    max_len: int = 256  # learned-position table size; upper bound on sequence length
+    max_len: int = 256  # learned-position table size (bounds their sequences; RoPE's not)
     norm: str = "rmsnorm"  # 'rmsnorm' | 'layernorm' (pre-norm blocks, plus a final norm)
     norm_eps: float = 1e-6
     norm_bias: bool = True  # layernorm's bias (False: no biases anywhere, as in PaLM)
@@ -94,7 +94,11 @@ class TransformerConfig:
     mlp: str = "swiglu"  # 'swiglu' | 'gelu'
     tie_embeddings: bool = True
     dropout: float = 0.0  # embedding dropout + residual dropout after attention and MLP
-    attention_impl: str = "xla"  # jax.nn.dot_product_attention implementation; 'auto'->None
+    # jax.nn.dot_product_attention's implementation ('auto' -> None), or 'chunked': blocks
+    # of attention_chunk queries and keys with an online softmax (models/attention.py),
+    # for sequences whose [T, T] scores would not fit.
+    attention_impl: str = "xla"
+    attention_chunk: int = 512
     scan_layers: bool = False
     remat: bool = False  # rematerialize each block in the backward pass
     qk_norm: bool = False  # per-head norm of q and k over head_dim (Wortsman et al. 2023)
@@ -386,10 +390,10 @@ class Transformer(nnx.Module):
         block's output (the residual stream after it), with return_blocks."""
         cfg = self.cfg
         B, T = tokens_BT.shape
-        if cfg.max_len < T:
+        if cfg.position == "learned" and cfg.max_len < T:  # RoPE extrapolates
             raise ValueError(
-                f"Sequence length {T} exceeds TransformerConfig.max_len={cfg.max_len}; "
-                "raise max_len or shorten the inputs."
+                f"Sequence length {T} exceeds TransformerConfig.max_len={cfg.max_len}, the "
+                "learned position table's size; raise max_len or shorten the inputs."
             )
         if positions_BT is None:
             positions_BT = jnp.broadcast_to(jnp.arange(T, dtype=jnp.int32), (B, T))

@@ -281,7 +281,10 @@ def test_explicit_positions_and_rope_shift_invariance():
     np.testing.assert_allclose(rope(toks, positions_BT=pos + 5), rope(toks), atol=1e-5)
     assert not np.allclose(learned(toks, positions_BT=pos + 5), learned(toks), atol=1e-4)
     with pytest.raises(ValueError, match="max_len"):
-        rope(jnp.zeros((1, TINY.max_len + 1), jnp.int32))
+        learned(jnp.zeros((1, TINY.max_len + 1), jnp.int32))
+    beyond = rope(jnp.zeros((1, 2 * TINY.max_len), jnp.int32))  # RoPE: beyond max_len
+    assert beyond.shape == (1, 2 * TINY.max_len, TINY.vocab_size)
+    assert np.all(np.isfinite(beyond))
 
 
 def test_bf16_compute_close_to_fp32():
