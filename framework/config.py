@@ -195,7 +195,7 @@ def base_config() -> ConfigDict:
             reuse_programs=True,
         )
     )
-    c.mesh = ConfigDict(dict(data=-1, fsdp=1, tensor=1, rules="dp"))
+    c.mesh = ConfigDict(dict(data=-1, fsdp=1, expert=1, tensor=1, rules="dp"))
     c.evals = ConfigDict()  # name -> ConfigDict(kind=module path, split=..., ...)
     c.debug = ConfigDict(dict(nan_at_step=-1))  # fault injection for the NaN guard
     return c

@@ -44,8 +44,10 @@ class DecodeState:
 
 
 def cache_shardings(cache: Any, mesh: Mesh) -> Any:
-    """NamedShardings for a KV cache: 'batch' over (data, fsdp), 'heads' over tensor."""
-    table = {"batch": sharding.BATCH_AXES, "heads": ("tensor",)}
+    """NamedShardings for a KV cache: 'batch' over the mesh's batch axes (data, fsdp,
+    expert: those it has), 'heads' over tensor."""
+    batch = tuple(a for a in sharding.BATCH_AXES if a in mesh.axis_names)
+    table = {"batch": batch, "heads": ("tensor",)}
 
     def spec(names: tuple[str, ...], x: Any) -> NamedSharding:
         axes = [table.get(name) for name in names]

@@ -1,7 +1,9 @@
 """Device meshes and logical-axis sharding rules.
 
-Models name their parameter axes logically ('embed', 'mlp', 'heads', ...);
-a rule table maps logical names to mesh axes ('data', 'fsdp', 'tensor').
+Models name their parameter axes logically ('embed', 'mlp', 'heads', 'expert', ...);
+a rule table maps logical names to mesh axes ('data', 'fsdp', 'expert', 'tensor').
+Every rule set shards MoE experts over the 'expert' axis (expert parallelism), which
+also splits the batch, so outside the MoE layers it is data parallelism.
 The mesh uses Auto axis types: XLA's sharding propagation places
 intermediates, and the trainer pins only parameters, optimizer state and
 batches. (Explicit axes would need an out-sharding on every matmul whose
@@ -22,14 +24,15 @@ from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 from framework.config import ConfigError
 from optim.param_groups import path_str
 
-MESH_AXES = ("data", "fsdp", "tensor")
-BATCH_AXES = ("data", "fsdp")  # the batch dimension is split over both
+MESH_AXES = ("data", "fsdp", "expert", "tensor")
+BATCH_AXES = ("data", "fsdp", "expert")  # the batch dimension is split over all three
 
 # Logical parameter axis -> mesh axis (None: replicated).
 RULES: dict[str, dict[str, str | None]] = {
-    "dp": {},
-    "fsdp": {"embed": "fsdp"},
+    "dp": {"expert": "expert"},
+    "fsdp": {"embed": "fsdp", "expert": "expert"},
     "fsdp_tp": {
+        "expert": "expert",
         "embed": "fsdp",
         "vocab": "tensor",
         "heads": "tensor",
@@ -48,9 +51,9 @@ ACTIVATION_RULES: dict[str, object] = {
 
 
 def make_mesh(mesh_cfg: Mapping[str, Any], devices: Sequence[Any] | None = None) -> Mesh:
-    """Builds a (data, fsdp, tensor) mesh; one axis may be -1 to take the rest."""
+    """Builds a (data, fsdp, expert, tensor) mesh; one axis may be -1 to take the rest."""
     devices = list(devices if devices is not None else jax.devices())
-    shape = [int(mesh_cfg[a]) for a in MESH_AXES]
+    shape = [int(mesh_cfg.get(a, 1)) for a in MESH_AXES]  # an axis not given: 1
     if mesh_cfg["rules"] not in RULES:
         raise ConfigError(
             f"mesh.rules={mesh_cfg['rules']!r} is unknown; choose one of {sorted(RULES)}."
@@ -124,7 +127,7 @@ def mirror_shardings(abstract_tree: Any, params_abstract: Any, params_shardings:
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:
-    """The sharding of a batch: leading axis split over data and fsdp."""
+    """The sharding of a batch: leading axis split over data, fsdp and expert."""
     return NamedSharding(mesh, PartitionSpec(BATCH_AXES))
 
 

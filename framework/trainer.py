@@ -21,6 +21,7 @@ files aside first.
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from typing import Any
@@ -108,7 +109,7 @@ class Trainer:
     # ---- building -------------------------------------------------------------
 
     def _check_batch(self) -> None:
-        dp = self.mesh.shape["data"] * self.mesh.shape["fsdp"]
+        dp = math.prod(self.mesh.shape[a] for a in sharding.BATCH_AXES)
         accum = self.config.train.grad_accum_steps
         if self.batch_size % dp or self.batch_size % jax.process_count():
             raise config_lib.ConfigError(
@@ -117,7 +118,7 @@ class Trainer:
             )
         if dp % jax.process_count():
             raise config_lib.ConfigError(
-                f"the data-parallel size {dp} (mesh.data x mesh.fsdp) must be a multiple of "
+                f"the data-parallel size {dp} (mesh.data x fsdp x expert) must be a multiple of "
                 f"the process count {jax.process_count()}: each process feeds its own rows."
             )
         if (self.batch_size // accum) % dp:

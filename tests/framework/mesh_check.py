@@ -17,12 +17,20 @@ PARAMS = {
     "mlp_up": ("blocks", 0, "mlp", "up", "kernel"),
     "mlp_down": ("blocks", 0, "mlp", "down", "kernel"),
 }
+MOE_PARAMS = {  # an MoE layer's expert weights and router
+    "expert_up": ("blocks", 0, "mlp", "up"),
+    "expert_down": ("blocks", 0, "mlp", "down"),
+    "router": ("blocks", 0, "mlp", "router"),
+}
 
 
 def run_mesh(mesh: dict, steps: int) -> dict:
-    """Losses of `steps` steps on `mesh` and the selected parameters' shardings."""
+    """Losses of `steps` steps on `mesh` (its 'model' entry: model overrides) and the
+    selected parameters' shardings."""
     config = quickstart.get_config(f"size=tiny,steps={steps}")
     config.evals = {}
+    mesh = dict(mesh)
+    config.model.update(mesh.pop("model", {}))
     config.mesh.update(mesh)
     t = trainer_lib.Trainer(config, "/nonexistent-unused")
     data = iter(t.train_dataset())
@@ -32,7 +40,7 @@ def run_mesh(mesh: dict, steps: int) -> dict:
         state, m = t._step(state, sharding.put_batch(next(data), t.batch_sharding))
         losses.append(float(m["loss"]))
     specs = {}
-    for name, path in PARAMS.items():
+    for name, path in (MOE_PARAMS if config.model.moe_experts else PARAMS).items():
         x = state["params"]
         for k in path:
             x = x[k]

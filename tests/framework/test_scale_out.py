@@ -45,11 +45,29 @@ MESHES = [
 ]
 
 
+# Expert parallelism: 4 experts in every layer, one per device of the expert axis.
+MOE = {"moe_experts": 4, "moe_every": 1, "moe_top_k": 2}
+MESHES.append(
+    (
+        {"data": 2, "fsdp": 1, "expert": 4, "tensor": 1, "rules": "dp", "model": MOE},
+        {
+            "expert_up": ["expert", None, None],
+            "expert_down": ["expert", None, None],
+            "router": [None, None],
+        },
+    )
+)
+
+
 @pytest.fixture(scope="module")
 def single_device():
+    """The meshes' models trained on this process's one CPU device."""
     from tests.framework import mesh_check
 
-    return mesh_check.run_mesh({"data": -1}, STEPS)  # this process: one CPU device
+    return {
+        "dense": mesh_check.run_mesh({"data": -1}, STEPS),
+        "moe": mesh_check.run_mesh({"data": -1, "model": MOE}, STEPS),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -73,8 +91,9 @@ def eight_devices() -> list[dict]:
 @pytest.mark.parametrize("index", range(len(MESHES)))
 def test_mesh_reproduces_single_device_and_follows_rules(single_device, eight_devices, index):
     out, expected = eight_devices[index], MESHES[index][1]
-    assert out["devices"] == 8 and single_device["devices"] == 1
-    np.testing.assert_allclose(out["losses"], single_device["losses"], rtol=2e-5)
+    one = single_device["moe" if "model" in MESHES[index][0] else "dense"]
+    assert out["devices"] == 8 and one["devices"] == 1
+    np.testing.assert_allclose(out["losses"], one["losses"], rtol=2e-5)
     assert out["losses"][-1] < out["losses"][0]
     for name, spec in expected.items():
         assert out["specs"][name] == spec, name
