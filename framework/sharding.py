@@ -136,3 +136,25 @@ def put_batch(batch: Mapping[str, np.ndarray], sharding: NamedSharding) -> dict[
     return {
         k: jax.make_array_from_process_local_data(sharding, np.asarray(v)) for k, v in batch.items()
     }
+
+
+def check_batch(mesh: Mesh, batch_size: int, accum: int) -> None:
+    """ConfigError unless the global batch (and each of `accum` microbatches) splits
+    evenly over the mesh's batch axes and the processes."""
+    dp = math.prod(mesh.shape[a] for a in BATCH_AXES if a in mesh.shape)
+    processes = jax.process_count()
+    if batch_size % dp or batch_size % processes:
+        raise ConfigError(
+            f"train.batch_size={batch_size} must be divisible by the data-parallel "
+            f"size {dp} and the process count {processes}."
+        )
+    if dp % processes:
+        raise ConfigError(
+            f"the data-parallel size {dp} (mesh.data x fsdp x expert) must be a multiple of "
+            f"the process count {processes}: each process feeds its own rows."
+        )
+    if (batch_size // accum) % dp:
+        raise ConfigError(
+            f"each microbatch ({batch_size}/{accum}) must be divisible by the data-parallel "
+            f"size {dp}."
+        )

@@ -21,7 +21,6 @@ files aside first.
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from typing import Any
@@ -75,7 +74,7 @@ class Trainer:
             self.task = task_class(config)
         self.mesh = sharding.make_mesh(config.mesh)
         self.batch_size = config.train.batch_size
-        self._check_batch()
+        sharding.check_batch(self.mesh, self.batch_size, config.train.grad_accum_steps)
         self.steps = config_lib.resolve_durations(
             config, examples_per_epoch=self.task.num_train_examples
         )
@@ -107,25 +106,6 @@ class Trainer:
         }
 
     # ---- building -------------------------------------------------------------
-
-    def _check_batch(self) -> None:
-        dp = math.prod(self.mesh.shape[a] for a in sharding.BATCH_AXES)
-        accum = self.config.train.grad_accum_steps
-        if self.batch_size % dp or self.batch_size % jax.process_count():
-            raise config_lib.ConfigError(
-                f"train.batch_size={self.batch_size} must be divisible by the data-parallel "
-                f"size {dp} and the process count {jax.process_count()}."
-            )
-        if dp % jax.process_count():
-            raise config_lib.ConfigError(
-                f"the data-parallel size {dp} (mesh.data x fsdp x expert) must be a multiple of "
-                f"the process count {jax.process_count()}: each process feeds its own rows."
-            )
-        if (self.batch_size // accum) % dp:
-            raise config_lib.ConfigError(
-                f"each microbatch ({self.batch_size}/{accum}) must be "
-                f"divisible by the data-parallel size {dp}."
-            )
 
     def _build_state_functions(self) -> None:
         config, task = self.config, self.task

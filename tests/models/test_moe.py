@@ -157,10 +157,10 @@ def test_the_objective_adds_the_weighted_aux_losses_and_decoding_matches_the_for
     expected = m["loss"] + 1e-2 * m["moe_balance"] + 1e-3 * m["moe_z"]
     assert m["objective"] == pytest.approx(expected, rel=1e-6)
     assert m["moe_balance"] > 0 and 0.0 <= m["moe_dropped"] < 1.0
-    model = t.merge(t.init_state()["params"])
+    model = t.merge(t.init_state()["params"])  # the step donated `state`
     tokens = jnp.asarray(batch["inputs"][:2, :12])
-    full = model(tokens)
-    cache = model.init_cache(2, 16)
+    full = nnx.jit(lambda m, x: m(x))(model, tokens)
     positions = jnp.broadcast_to(jnp.arange(12), (2, 12))
-    decoded, _ = model.decode(tokens, positions, cache)
+    decode = nnx.jit(lambda m, x, p: m.decode(x, p, m.init_cache(2, 16))[0])
+    decoded = decode(model, tokens, positions)
     chex.assert_trees_all_close(decoded, full, atol=1e-4)  # eval capacity: nothing dropped
