@@ -91,13 +91,10 @@ def config_key(config: ml_collections.ConfigDict, task_runtime_keys: Sequence[st
 
 
 def sections_key(config: ml_collections.ConfigDict, sections: Sequence[str]) -> str:
-    """Only `sections` of `config` (e.g. what an init program reads) less the schedule
-    arguments (as config_key), as canonical JSON."""
-    tree = copy.deepcopy(config.to_dict())
-    if not optim.bakes_peak_lr(config.optimizer):
-        for dotted in SCHEDULE_KEYS:
-            _drop(tree, dotted)
-    return json.dumps({s: tree.get(s) for s in sections}, sort_keys=True, default=repr)
+    """Only `sections` of config_key(config) (e.g. what an init program reads), as
+    canonical JSON."""
+    tree = json.loads(config_key(config))
+    return json.dumps({s: tree.get(s) for s in sections}, sort_keys=True)
 
 
 def _describe(x: Any) -> Any:
