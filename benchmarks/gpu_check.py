@@ -79,7 +79,10 @@ PLAN += (("pmformer", "4 pmformer", 180),)
 MIN_CAP_S = 20
 # --smoke checks that every part runs, not speed: cheaper XLA compilation (about 30 % less
 # CPU time on the tiny programs).
-SMOKE_XLA_FLAGS = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+SMOKE_XLA_FLAGS = (
+    "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true "
+    "--xla_cpu_use_fusion_emitters=false"
+)
 SMOKE_ROWS = 1200  # rows of the smoke CSV: enough for lookback 48 + horizon 96 splits
 
 
