@@ -46,7 +46,7 @@ def load_run(workdir: str, which: str | int = "latest") -> tuple[Any, Any, Any]:
     except config_lib.ConfigError as e:
         raise SampleError(str(e)) from None
     # Sample on this machine's devices, whatever mesh trained the run (orbax reshards).
-    config.mesh.update(dict(data=-1, fsdp=1, tensor=1, rules="dp"))
+    config.mesh.update(dict(data=-1, fsdp=1, expert=1, tensor=1, rules="dp"))
     trainer = trainer_lib.Trainer(config, workdir)
     try:
         params, _ = checkpoint.restore_params(workdir, which, trainer.abstract_state["params"])

@@ -15,7 +15,7 @@ Per group of tokens (one sequence row: x_GTD with G = B groups of T tokens):
              router; router z-loss L_z = mean_t logsumexp(logits_t)^2. Both per group, then
              averaged; the task weights them (config.loss.aux).
   metrics    dropped fraction of assignments, max expert load (f_e max / (k/E): 1 when
-             balanced), router entropy.
+             balanced), router entropy; and each expert's load (LOAD, a vector).
 
 Three dispatches give the same outputs when nothing differs in what is dropped:
   'gather'   (default) slots filled by scatter and read by gather: work ~ C*E per group
@@ -41,6 +41,9 @@ DISPATCHES = ("gather", "einsum", "dense")
 # What an MoE layer returns besides its output: the auxiliary losses (weighted by the task,
 # config.loss.aux) and routing metrics.
 OUTPUTS = ("moe_balance", "moe_z", "moe_dropped", "moe_load_max", "moe_router_entropy")
+# Also returned, not logged: each expert's load f_e / (k/E) ([E]; 1 everywhere when balanced),
+# stacked per layer by the Transformer (out['moe_load'], [L, E]) for load histograms.
+LOAD = "moe_load"
 
 
 @jax.tree_util.register_dataclass
@@ -92,6 +95,7 @@ def route(
     metrics = {
         "moe_dropped": 1.0 - kept_GKT.mean(),
         "moe_load_max": load_E.max() / (k / E),
+        LOAD: load_E / (k / E),
         "moe_router_entropy": -(probs_GTE * jnp.log(probs_GTE + 1e-9)).sum(-1).mean(),
     }
     return routing, {**aux, **metrics}

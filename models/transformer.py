@@ -214,6 +214,7 @@ class Block(nnx.Module):
         self.parallel = cfg.parallel_block
         self.moe = cfg.is_moe_layer(layer)
         self.moe_keys = moe.OUTPUTS if cfg.moe_experts else ()
+        self.experts = cfg.moe_experts
         if self.parallel:
             self.norm = _norm(cfg, cfg.d_model, rngs=rngs)
         else:
@@ -228,7 +229,10 @@ class Block(nnx.Module):
         dense layer, so that every layer returns the same keys)."""
         if self.moe:
             return self.mlp(h_BTD, deterministic=deterministic)
-        return self.mlp(h_BTD), {k: jnp.zeros((), jnp.float32) for k in self.moe_keys}
+        zeros = {k: jnp.zeros((), jnp.float32) for k in self.moe_keys}
+        if self.experts:
+            zeros[moe.LOAD] = jnp.zeros((self.experts,), jnp.float32)
+        return self.mlp(h_BTD), zeros
 
     def __call__(
         self,
@@ -361,7 +365,9 @@ class Transformer(nnx.Module):
         layer's largest attention logit (max_attention_logit). return_aux: return (logits,
         out) with out['aux'] = {name: scalar}: the auxiliary losses and metrics of the
         model's layers, averaged over the layers that have them (the MoE layers' moe.OUTPUTS;
-        {} for a dense model): the task weights the losses (config.loss.aux)."""
+        {} for a dense model): the task weights the losses (config.loss.aux); and in a
+        model with MoE layers out['moe_load'] [L, E], each layer's expert loads (zeros in
+        dense layers)."""
         hidden_BTD, out = self.encode(tokens_BT, return_probes=return_probes, **kwargs)
         logits_BTV = self.unembed_logits(hidden_BTD)
         if return_aux:

@@ -14,6 +14,8 @@ Gemini 1.5 scores it.
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 import random
 import re
 from collections.abc import Sequence
@@ -102,3 +104,66 @@ def score(completion: str, answer: str) -> bool:
     """Exact match: the first number the model writes is the answer."""
     found = re.match(r"\s*(\d+)", completion)
     return found is not None and found.group(1) == answer
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def haystack_text(path: str = "") -> str:
+    """The haystack corpus: a text file, or '' for the embedded English corpus (on every
+    machine; sentences of a small synthetic world)."""
+    if path:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    from data.corpus import embedded_corpus  # noqa: PLC0415 (only needed here)
+
+    return embedded_corpus(400_000, seed=1)
+
+
+def split_haystack(text: str) -> tuple[str, str]:
+    """(training part, evaluation part): the first 90 % and the last 10 % of `text`, so
+    evaluation prompts hide needles in text the needle stage never saw."""
+    cut = int(0.9 * len(text))
+    return text[:cut], text[cut:]
+
+
+def max_needles(length: int) -> int:
+    """How many needles (and the question) fit in a `length`-character prompt with at
+    least a quarter of it left as haystack."""
+    question, needle = (
+        len(QUESTION.format(city="Muscat")),
+        len(NEEDLE.format(city="Muscat", number="12345")),
+    )
+    return max(0, (3 * length // 4 - question) // needle)
+
+
+def training_example(corpus: str, length: int, rng: random.Random, most: int = 3) -> dict:
+    """One fine-tuning example: a `length`-character prompt with 1..`most` needles (as
+    many as fit) at random depths, one of them asked; the completion is its number."""
+    count = rng.randint(1, max(1, min(most, max_needles(length))))
+    needles = random_needles(count, rng)
+    depths = [rng.random() for _ in needles]
+    offset = rng.randrange(max(1, len(corpus) - 2 * length))
+    prompt, answer = make_prompt(corpus, needles, depths, length, rng.randrange(count), offset)
+    return {"prompt": prompt, "completion": answer}
+
+
+def prepare(path: str, spec: str) -> None:
+    """data.prepare hook: writes `n` training examples (JSONL) whose prompt + answer fit
+    rows of `max_len` tokens (prompt lengths uniform in [max_len/4, max_len - 7]).
+    spec: 'n=N,max_len=T,haystack=PATH,seed=S'."""
+    values = dict(item.split("=", 1) for item in spec.split(",") if item)
+    n, max_len, seed = int(values["n"]), int(values["max_len"]), int(values.get("seed", 0))
+    corpus, _ = split_haystack(haystack_text(values.get("haystack", "")))
+    rng = random.Random(seed)
+    longest = max_len - 7  # BOS + 5 digits + EOS: the row holds max_len + 1 tokens
+    if max_needles(longest) < 1:
+        raise ValueError(f"rows of {max_len} tokens cannot hold a needle and its question.")
+    shortest = max(longest // 4, min(longest, 120))
+    tmp = f"{path}.partial{os.getpid()}"
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(tmp, "w") as f:
+        for _ in range(n):
+            example = training_example(corpus, rng.randint(shortest, longest), rng)
+            f.write(json.dumps(example) + "\n")
+    os.replace(tmp, path)
