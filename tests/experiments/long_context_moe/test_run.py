@@ -4,7 +4,6 @@ corpus writer, the needle data hook, the config's arms and the expert-load outpu
 
 from __future__ import annotations
 
-import json
 import os
 
 import jax
@@ -49,7 +48,8 @@ def test_tiny_reproduction_writes_every_evaluation_and_the_report(tiny):
     load = files.read_json(os.path.join(pretrain[1], evaluate.RESULT))["expert_load"]
     assert np.array(load).shape == (2, 4)  # both layers MoE, 4 experts
     np.testing.assert_allclose(np.array(load).mean(axis=1), 1.0, rtol=1e-5)  # mean load 1
-    text = open(os.path.join(tiny, "report", "report.md")).read()
+    with open(os.path.join(tiny, "report", "report.md")) as f:
+        text = f.read()
     for claim in ("M1 ", "M2 ", "M3 (moe)", "M4 (dense)", "M4 (moe)"):
         assert claim in text
     for name in ("val_loss.png", "expert_load.png", "needle_moe.png", "nll_position.png"):
@@ -86,7 +86,7 @@ def test_corpus_split_is_stable_and_needle_data_fits_the_rows(tmp_path):
         assert pycorpus.is_val(rel)
     path = str(tmp_path / "n.jsonl")
     needle.prepare(path, "n=50,max_len=256,haystack=,seed=3")
-    rows = [json.loads(line) for line in open(path)]
+    rows = files.read_jsonl(path)
     assert len(rows) == 50
     for r in rows:
         assert len(r["prompt"]) + len(r["completion"]) + 2 <= 257  # BOS, EOS: one row
