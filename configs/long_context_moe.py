@@ -36,8 +36,8 @@ VARIANTS = {
         corpus_mb=0.25, needles=64, needle_steps=20,
     ),
     "cpu": dict(
-        d=128, layers=4, heads=4, ff=512, experts=8, k=2, seq=256, batch=16, steps=1500,
-        lr=3e-3, corpus_mb=8, needles=6000, needle_steps=1000,
+        d=128, layers=4, heads=4, ff=512, experts=8, k=2, seq=256, batch=8, steps=600,
+        lr=3e-3, corpus_mb=8, needles=6000, needle_steps=600,
     ),
 }  # fmt: skip
 

@@ -86,7 +86,8 @@ class Trainer:
             sections = self.task.init_sections
             if sections is not None:  # + the optimizer (its init) and the state's shapes
                 narrow = programs.sections_key(config, (*sections, "optimizer"))
-                self._init_base = f"{type(self.task).__module__}|{narrow}|{self.mesh!r}"
+                task_class = f"{type(self.task).__module__}.{type(self.task).__qualname__}"
+                self._init_base = f"{task_class}|{narrow}|{self.mesh!r}"
         self._build_state_functions()
         self._compiled_step = None
         ctx = evaluators_lib.EvalContext(
@@ -107,14 +108,30 @@ class Trainer:
 
     # ---- building -------------------------------------------------------------
 
-    def _build_state_functions(self) -> None:
-        config, task = self.config, self.task
-        abstract_model = nnx.eval_shape(lambda: task.build_model(nnx.Rngs(0)))
-        self.graphdef, abstract_params, rest = nnx.split(abstract_model, nnx.Param, ...)
+    def _shapes(self, kind: str, build: Any) -> Any:
+        """`build()` (a traced structure: shapes, no values), shared in-process by runs of
+        the same model and optimizer like their init program (framework/programs.py);
+        its containers copied, so no run sees another's edits."""
+        base = self._init_base or self._program_base
+        kind = f"{kind} shapes, reference={bool(self.reference)}"
+        program_key = None if base is None else programs.key(kind, base)
+        return jax.tree.map(lambda x: x, programs.get_or_build(program_key, build))
+
+    def _abstract_model(self) -> tuple[Any, dict, dict]:
+        """(graphdef, abstract params, their logical axis names) of the task's model."""
+        abstract_model = nnx.eval_shape(lambda: self.task.build_model(nnx.Rngs(0)))
+        graphdef, abstract_params, rest = nnx.split(abstract_model, nnx.Param, ...)
         if jax.tree.leaves(rest):
             raise TypeError("a task's model may hold only nnx.Param state (pass rngs at call).")
         logical = nnx.to_pure_dict(nnx.get_partition_spec(abstract_params))
-        abstract_params = nnx.to_pure_dict(abstract_params)
+        return graphdef, nnx.to_pure_dict(abstract_params), logical
+
+    def _build_state_functions(self) -> None:
+        config, task = self.config, self.task
+        # A task with a reference run (e.g. a KL penalty to it) carries its parameters
+        # in the state: frozen, sharded like the params, checkpointed (exact resume).
+        self.reference = getattr(task, "reference_run", "")
+        self.graphdef, abstract_params, logical = self._shapes("model", self._abstract_model)
         params_sharding = sharding.param_shardings(
             logical, abstract_params, self.mesh, config.mesh.rules
         )
@@ -130,9 +147,6 @@ class Trainer:
             ),
             "rng": replicated,
         }
-        # A task with a reference run (e.g. a KL penalty to it) carries its parameters
-        # in the state: frozen, sharded like the params, checkpointed (exact resume).
-        self.reference = getattr(task, "reference_run", "")
         if self.reference:
             self.state_sharding["reference"] = params_sharding
         self.batch_sharding = sharding.batch_sharding(self.mesh)
@@ -154,7 +168,7 @@ class Trainer:
 
         self.abstract_state = jax.tree.map(
             lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-            jax.eval_shape(init, np.int64(0)),
+            self._shapes("state", lambda: jax.eval_shape(init, np.int64(0))),
             self.state_sharding,
         )
         self._init_fn = jax.jit(init, out_shardings=self.state_sharding)
