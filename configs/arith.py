@@ -23,7 +23,7 @@ from framework.tasks import lm
 
 SIZES = {
     # d_model, num_layers, num_heads, d_ff, batch, steps, seq_len
-    "tiny": (64, 2, 2, 256, 8, 200, 128),  # for tests: 1-2 step problems (k=1-2 in arg)
+    "tiny": (64, 2, 2, 256, 8, 100, 128),  # for tests: 1-2 step problems (k=1-2 in arg)
     "s": (128, 2, 4, 512, 32, 1200, 256),
     "m": (192, 4, 4, 768, 32, 1200, 256),
 }

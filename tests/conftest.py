@@ -131,7 +131,7 @@ def tiny_lm_run(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="session")
 def arith_tiny_base(tmp_path_factory) -> str:
-    """The arithmetic base policy at the tiny variant (experiments.arith.base: 150 steps on
+    """The arithmetic base policy at the tiny variant (experiments.arith.base: 100 steps on
     1-2 step, 1-digit problems), trained once per session; read-only."""
 
     def build(path: str) -> None:
