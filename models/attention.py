@@ -73,12 +73,17 @@ def chunked_attend(
     causal: bool = True,
     key_mask_BS: jax.Array | None = None,
     segment_ids_BT: jax.Array | None = None,
+    positions: tuple[jax.Array, jax.Array] | None = None,
 ) -> jax.Array:
     """`attend` without the [T, S] score matrix: query blocks of `chunk` rows (lax.map)
     each scan the key blocks with an online softmax (running max and denominator, in
     float32, as flash attention does), the block rematerialised in the backward pass, so
     memory grows as T * chunk rather than T * S. Equal to `attend` up to float rounding;
-    T and S are padded to multiples of `chunk` (padding keys masked)."""
+    T and S are padded to multiples of `chunk` (padding keys masked).
+
+    positions: (q_pos_BT, k_pos_BS) instead of causal: a query at position p sees the
+    keys at positions 0..p (negative positions are padding), as the KV-cache prefill
+    masks its slots (models/kv_cache.py)."""
     B, T, N, H = q_BTNH.shape
     S = k_BSNH.shape[1]
     Tp, Sp = -(-T // chunk) * chunk, -(-S // chunk) * chunk
@@ -88,18 +93,22 @@ def chunked_attend(
     seg_q = seg_k = None
     if segment_ids_BT is not None:
         seg_q, seg_k = pad(segment_ids_BT, Tp), pad(segment_ids_BT, Sp)
+    pos_q = pos_k = None
+    if positions is not None:
+        pos_q, pos_k = pad(positions[0], Tp), pad(positions[1], Sp)
     scale, f32 = H**-0.5, jnp.float32
     blocks = lambda x, n: x.reshape(B, n // chunk, chunk, *x.shape[2:]).swapaxes(0, 1)
     k_KBCNH, v_KBCNH, valid_KBC = blocks(k, Sp), blocks(v, Sp), blocks(valid_BS, Sp)
     seg_k_KBC = None if seg_k is None else blocks(seg_k, Sp)
+    pos_k_KBC = None if pos_k is None else blocks(pos_k, Sp)
 
     def one_query_block(args):
-        qi, q_BCNH, seg_q_BC = args
+        qi, q_BCNH, seg_q_BC, pos_q_BC = args
 
         @jax.checkpoint
         def step(carry, key_block):
             m_BNC, l_BNC, acc_BNCH = carry
-            kj, k_BDNH, v_BDNH, valid_BD, seg_k_BD = key_block
+            kj, k_BDNH, v_BDNH, valid_BD, seg_k_BD, pos_k_BD = key_block
             s_BNCD = jnp.einsum("BCNH,BDNH->BNCD", q_BCNH, k_BDNH, preferred_element_type=f32)
             keep = valid_BD[:, None, None, :]
             if causal:
@@ -107,6 +116,9 @@ def chunked_attend(
                 keep = keep & (rows[:, None] >= cols[None, :])[None, None]
             if seg_k_BD is not None:
                 keep = keep & (seg_q_BC[:, None, :, None] == seg_k_BD[:, None, None, :])
+            if pos_k_BD is not None:
+                k_pos = pos_k_BD[:, None, None, :]
+                keep = keep & (k_pos >= 0) & (k_pos <= pos_q_BC[:, None, :, None])
             s_BNCD = jnp.where(keep, s_BNCD * scale, -jnp.inf)
             m_new = jnp.maximum(m_BNC, s_BNCD.max(-1))
             safe = jnp.where(jnp.isfinite(m_new), m_new, 0.0)
@@ -122,13 +134,15 @@ def chunked_attend(
             jnp.zeros((B, N, chunk), f32),
             jnp.zeros((B, N, chunk, H), f32),
         )
-        key_blocks = (jnp.arange(Sp // chunk), k_KBCNH, v_KBCNH, valid_KBC, seg_k_KBC)
+        key_blocks = (jnp.arange(Sp // chunk), k_KBCNH, v_KBCNH, valid_KBC, seg_k_KBC, pos_k_KBC)
         (_, l_BNC, acc_BNCH), _ = jax.lax.scan(step, init, key_blocks)
         out_BNCH = acc_BNCH / jnp.maximum(l_BNC, 1e-30)[..., None]
         return out_BNCH.transpose(0, 2, 1, 3).astype(q_BTNH.dtype)
 
     seg_q_QBC = None if seg_q is None else blocks(seg_q, Tp)
-    out_QBCNH = jax.lax.map(one_query_block, (jnp.arange(Tp // chunk), blocks(q, Tp), seg_q_QBC))
+    pos_q_QBC = None if pos_q is None else blocks(pos_q, Tp)
+    query_blocks = (jnp.arange(Tp // chunk), blocks(q, Tp), seg_q_QBC, pos_q_QBC)
+    out_QBCNH = jax.lax.map(one_query_block, query_blocks)
     return out_QBCNH.swapaxes(0, 1).reshape(B, Tp, N, H)[:, :T]
 
 
@@ -213,17 +227,34 @@ class Attention(nnx.Module):
         return out_BTD, max_attention_logit(q_BTNH, k_BTNH, **mask)
 
     def decode(
-        self, x_BTD: jax.Array, positions_BT: jax.Array, kv: Any, masks: Any
+        self, x_BTD: jax.Array, positions_BT: jax.Array, kv: Any, key_positions: Any
     ) -> tuple[jax.Array, Any]:
         """Attends over the layer cache kv=(k_BNSH, v_BNSH) plus the T new tokens.
 
-        masks: (mask_B1TS, mask_B1TU). Reads kv only; returns the new (k_BNTH, v_BNTH).
-        The masks alone decide what is attended (models/kv_cache.py builds causal ones)."""
+        key_positions: (cache_pos_BS, new_pos_BT), the positions the cache slots and the
+        new tokens hold (negative: padding): a new token at position p sees the keys at
+        0..p. Reads kv only; returns the new (k_BNTH, v_BNTH). With
+        attention_impl='chunked' a prompt pass longer than attention_chunk runs as
+        chunked_attend (no [T, S + T] scores)."""
         if not self.causal:
             raise ValueError("Attention.decode needs a causal Attention (causal=True).")
-        q_BTNH, k_BTNH, v_BTNH = self._qkv(x_BTD, positions_BT)
+        q_BTNH, k_BTNH, v_BTNH = self._qkv(x_BTD, jnp.maximum(positions_BT, 0))
         dt, f32, scale = q_BTNH.dtype, jnp.float32, q_BTNH.shape[-1] ** -0.5
         k_BNSH, v_BNSH = (c.astype(dt) for c in kv)
+        new_kv = (k_BTNH.transpose(0, 2, 1, 3), v_BTNH.transpose(0, 2, 1, 3))
+        cache_pos_BS, new_pos_BT = key_positions
+        T, chunk = q_BTNH.shape[1], self.cfg.attention_chunk
+        if self.cfg.attention_impl == "chunked" and T > chunk:
+            keys = jnp.concatenate([k_BNSH.transpose(0, 2, 1, 3), k_BTNH], axis=1)
+            values = jnp.concatenate([v_BNSH.transpose(0, 2, 1, 3), v_BTNH], axis=1)
+            k_pos_BX = jnp.concatenate([cache_pos_BS, new_pos_BT], axis=1)
+            out_BTNH = chunked_attend(
+                q_BTNH, keys, values, chunk=chunk, causal=False, positions=(new_pos_BT, k_pos_BX)
+            )
+            return self.o_proj(out_BTNH), new_kv
+        q_pos_B1T1 = new_pos_BT[:, None, :, None]
+        key_pos = (cache_pos_BS[:, None, None, :], new_pos_BT[:, None, None, :])
+        masks = [(p >= 0) & (p <= q_pos_B1T1) for p in key_pos]  # [B,1,T,S], [B,1,T,T]
         s_BNTS = jnp.einsum("BTNH,BNSH->BNTS", q_BTNH, k_BNSH, preferred_element_type=f32)
         s_BNTU = jnp.einsum("BTNH,BUNH->BNTU", q_BTNH, k_BTNH, preferred_element_type=f32)
         s_BNTX = jnp.concatenate(
@@ -233,4 +264,4 @@ class Attention(nnx.Module):
         S = k_BNSH.shape[2]
         out_BTNH = jnp.einsum("BNTS,BNSH->BTNH", p_BNTX[..., :S], v_BNSH)
         out_BTNH += jnp.einsum("BNTU,BUNH->BTNH", p_BNTX[..., S:], v_BTNH)
-        return self.o_proj(out_BTNH), (k_BTNH.transpose(0, 2, 1, 3), v_BTNH.transpose(0, 2, 1, 3))
+        return self.o_proj(out_BTNH), new_kv

@@ -54,10 +54,8 @@ def decode(
     """
     cfg = model.cfg
     positions_BT, index = positions_BT.astype(jnp.int32), cache["index"]
-    key_pos = (cache["positions"][:, None, None, :], positions_BT[:, None, None, :])
-    masks = tuple((p >= 0) & (p <= positions_BT[:, None, :, None]) for p in key_pos)
-    pos_BT = jnp.maximum(positions_BT, 0)
-    x_BTD = model.embed_tokens(tokens_BT, pos_BT)
+    key_positions = (cache["positions"], positions_BT)  # what each attention layer masks by
+    x_BTD = model.embed_tokens(tokens_BT, jnp.maximum(positions_BT, 0))
     write = lambda c, x, at: jax.lax.dynamic_update_slice_in_dim(c, x.astype(c.dtype), at, 3)
     if cfg.scan_layers:
 
@@ -67,7 +65,7 @@ def decode(
             transform_metadata={nnx.PARTITION_NAME: "layers"},
         )
         def body(x_BTD: jax.Array, block: Block, kv: Any) -> tuple[jax.Array, Any]:
-            return block.decode(x_BTD, pos_BT, kv, masks)
+            return block.decode(x_BTD, positions_BT, kv, key_positions)
 
         x_BTD, (k_LBNTH, v_LBNTH) = body(x_BTD, model.blocks, (cache["k"][0], cache["v"][0]))
         k, v = (write(cache["k"][0], k_LBNTH, index),), (write(cache["v"][0], v_LBNTH, index),)
@@ -75,7 +73,7 @@ def decode(
         k, v = (), ()
         for i, block in enumerate(model.blocks):
             kv = (cache["k"][i][0], cache["v"][i][0])
-            x_BTD, (k_BNTH, v_BNTH) = block.decode(x_BTD, pos_BT, kv, masks)
+            x_BTD, (k_BNTH, v_BNTH) = block.decode(x_BTD, positions_BT, kv, key_positions)
             # Always 0, but depends on the layer output: XLA then writes in place, no copy.
             at = index + (jnp.abs(x_BTD[0, 0, 0]) < -1).astype(jnp.int32)
             k += (write(cache["k"][i], k_BNTH[None], at),)

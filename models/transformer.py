@@ -265,11 +265,11 @@ class Block(nnx.Module):
         return x_BTD + drop(mlp_BTD, key_mlp), {**probes, **moe_out}
 
     def decode(
-        self, x_BTD: jax.Array, positions_BT: jax.Array, kv: Any, masks: Any
+        self, x_BTD: jax.Array, positions_BT: jax.Array, kv: Any, key_positions: Any
     ) -> tuple[jax.Array, Any]:
         """Deterministic forward through this layer's KV cache (see Attention.decode)."""
         h_BTD = self.norm(x_BTD) if self.parallel else self.attn_norm(x_BTD)
-        attn_BTD, kv = self.attn.decode(h_BTD, positions_BT, kv, masks)
+        attn_BTD, kv = self.attn.decode(h_BTD, positions_BT, kv, key_positions)
         if self.parallel:
             return x_BTD + attn_BTD + self._ffn(h_BTD, True)[0], kv
         x_BTD = x_BTD + attn_BTD

@@ -56,3 +56,38 @@ def test_a_chunked_transformer_gives_the_reference_logits():
         model = Transformer(c, rngs=nnx.Rngs(0))
         logits[impl] = nnx.jit(lambda m, t: m(t))(model, tokens)
     chex.assert_trees_all_close(logits["chunked"], logits["xla"], atol=1e-5)
+
+
+def test_a_chunked_prompt_pass_equals_the_reference_prefill_and_continues_alike():
+    """The KV-cache prompt pass (left-padded rows: negative positions) runs as
+    chunked_attend when longer than attention_chunk: same logits and cache, and the next
+    one-token step (not chunked) reads that cache alike."""
+    cfg = TransformerConfig(vocab_size=13, d_model=16, num_layers=2, num_heads=2, d_ff=32)
+    tokens = jax.random.randint(jax.random.key(2), (2, 21), 0, 13)
+    pad = jnp.array([[0], [5]])  # row 1 has 5 padding slots on the left
+    positions = jnp.arange(21)[None, :] - pad
+    out = {}
+    for impl in ("xla", "chunked"):
+        model = Transformer(
+            dataclasses.replace(cfg, attention_impl=impl, attention_chunk=8), rngs=nnx.Rngs(0)
+        )
+
+        @nnx.jit
+        def run(m, tokens, positions):
+            cache = m.init_cache(2, 32)
+            logits, cache = m.decode(tokens, positions, cache)
+            nxt, _ = m.decode(tokens[:, :1], positions[:, -1:] + 1, cache)
+            return logits, cache, nxt
+
+        out[impl] = run(model, tokens, positions)
+    logits, cache, nxt = out["chunked"]
+    ref_logits, ref_cache, ref_nxt = out["xla"]
+    valid = positions >= 0  # padding queries see no key: their values are arbitrary
+    chex.assert_trees_all_close(logits[valid], ref_logits[valid], atol=1e-5)
+    chex.assert_trees_all_close(cache["positions"], ref_cache["positions"])
+    slots = cache["positions"] >= 0  # [B, S]; k and v are [1, B, N, S, H] per layer
+    for name in ("k", "v"):
+        for x, ref in zip(cache[name], ref_cache[name], strict=True):
+            keep = lambda a: jnp.moveaxis(a[0], 2, 1)[slots]  # [kept slots, N, H]
+            chex.assert_trees_all_close(keep(x), keep(ref), atol=1e-5)
+    chex.assert_trees_all_close(nxt, ref_nxt, atol=1e-5)
