@@ -243,8 +243,8 @@ class Attention(nnx.Module):
         k_BNSH, v_BNSH = (c.astype(dt) for c in kv)
         new_kv = (k_BTNH.transpose(0, 2, 1, 3), v_BTNH.transpose(0, 2, 1, 3))
         cache_pos_BS, new_pos_BT = key_positions
-        T, chunk = q_BTNH.shape[1], self.cfg.attention_chunk
-        if self.cfg.attention_impl == "chunked" and T > chunk:
+        new_tokens, chunk = q_BTNH.shape[1], self.cfg.attention_chunk
+        if self.cfg.attention_impl == "chunked" and new_tokens > chunk:
             keys = jnp.concatenate([k_BNSH.transpose(0, 2, 1, 3), k_BTNH], axis=1)
             values = jnp.concatenate([v_BNSH.transpose(0, 2, 1, 3), v_BTNH], axis=1)
             k_pos_BX = jnp.concatenate([cache_pos_BS, new_pos_BT], axis=1)
