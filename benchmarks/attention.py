@@ -10,6 +10,10 @@ own account of the compiled program (temporaries + outputs, the dry run's measur
 time is the median of --rounds calls, the two implementations alternating. The
 reference is only run where its compiled program needs at most --max_gib (the machine
 has to hold it); above that its memory is still reported.
+
+Then the same comparison for the sampler's prompt pass (framework/decoding.prefill_program:
+one forward of the prompt into an empty KV cache) of configs/quickstart.py's small model
+(d_model 128, 4 layers, RoPE) at batch 1: XLA's compiled memory only (no run).
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--chunk", type=int, default=512)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--max_gib", type=float, default=6.0, help="largest program run")
+    p.add_argument("--skip_prefill", action="store_true", help="no prompt-pass memory table")
     args = p.parse_args(argv)
     print(
         f"{jax.devices()[0].platform}: causal forward + backward, batch 1, "
@@ -85,6 +90,35 @@ def main(argv: list[str] | None = None) -> None:
             f"| {T:,} | {gib['reference']:.2f} | {gib['chunked']:.2f} | {ref} | {chk} | {ratio} |",
             flush=True,
         )
+    if not args.skip_prefill:
+        prefill_memory([int(t) for t in args.lengths.split(",")], args.chunk)
+
+
+def prefill_memory(lengths: list[int], chunk: int) -> None:
+    """Compiled memory of the KV-cache prompt pass, reference vs chunked attention."""
+    from flax import nnx  # noqa: PLC0415
+
+    from configs import quickstart  # noqa: PLC0415
+    from framework import decoding  # noqa: PLC0415
+    from models.transformer import Transformer, TransformerConfig  # noqa: PLC0415
+
+    fields = quickstart.get_config("size=small").model.to_dict()
+    print("\nKV-cache prompt pass, quickstart size=small, batch 1 (compiled memory, GiB)")
+    print("| T | reference | chunked |")
+    print("|--:|--:|--:|")
+    for T in lengths:
+        gib = {}
+        for impl in ("xla", "chunked"):
+            cfg = TransformerConfig(**{**fields, "attention_impl": impl, "attention_chunk": chunk})
+            model = nnx.eval_shape(lambda c=cfg: Transformer(c, rngs=nnx.Rngs(0)))
+            graphdef, params = nnx.split(model)
+            tokens = jax.ShapeDtypeStruct((1, T), jnp.int32)
+            compiled = decoding.prefill_program.lower(
+                graphdef, params, tokens, tokens, capacity=T + 64
+            ).compile()
+            mem = compiled.memory_analysis()
+            gib[impl] = (mem.temp_size_in_bytes + mem.output_size_in_bytes) / GIB
+        print(f"| {T:,} | {gib['xla']:.2f} | {gib['chunked']:.2f} |", flush=True)
 
 
 if __name__ == "__main__":
