@@ -6,9 +6,9 @@
   positions past it are allowed);
 - multi-needle: recall vs number of needles at one length (needles at random depths,
   one of them asked at random);
-- NLL vs position: each held-out document's first `nll_len` tokens scored in one
-  forward pass; the mean NLL per position, its cumulative average and the power-law fit
-  (position_nll.py);
+- NLL vs position: windows of `nll_len` tokens of held-out text (each from a line start
+  inside a file, not at its header) scored in one forward pass; the mean NLL per
+  position, its cumulative average and the power-law fit (position_nll.py);
 - expert load: each MoE layer's per-expert load f_e / (k/E) on validation text.
 Deterministic given the run and the settings; a finished file is not recomputed.
 """
@@ -79,12 +79,27 @@ def needle_tables(model, tokenizer, corpus: str, s: dict[str, Any]) -> dict[str,
     )
 
 
-def documents_tokens(tokenizer, docs: Sequence[str], length: int) -> np.ndarray:
-    """[N, length] token ids of the documents at least `length` tokens long (BOS first)."""
-    rows = [sampling.prompt_ids(tokenizer, d)[:length] for d in docs]
-    rows = [r for r in rows if len(r) == length]
+def windows_tokens(tokenizer, docs: Sequence[str], length: int, count: int) -> np.ndarray:
+    """[N <= count, length] token ids (BOS first) of windows of held-out text, each starting
+    at a line start past its document's first `length` characters (so no window starts
+    at a file's predictable header), taken round-robin over the documents so that they
+    come from as many files as possible; deterministic."""
+    per_doc = []
+    for d in docs:
+        starts, at = [], d.find("\n", length) + 1
+        while at > 0 and at + length <= len(d):
+            starts.append(at)
+            at = d.find("\n", at + length) + 1
+        per_doc.append([d[a : a + length] for a in starts])
+    rows = []
+    for k in range(max((len(w) for w in per_doc), default=0)):
+        for w in per_doc:
+            if k < len(w) and len(rows) < count:
+                ids = sampling.prompt_ids(tokenizer, w[k])[:length]
+                if len(ids) == length:
+                    rows.append(ids)
     if not rows:
-        raise ValueError(f"no held-out document has {length} tokens; lower nll_len.")
+        raise ValueError(f"no held-out document has a {length}-character window; lower nll_len.")
     return np.stack(rows).astype(np.int32)
 
 
@@ -100,7 +115,7 @@ def position_curve(model, tokens_NT: np.ndarray, fit_upto: int, batch: int = 8) 
     cumulative = position_nll.cumulative_nll(nll_NT)
     x = np.arange(1, fit_upto + 1)
     return dict(
-        documents=len(nll_NT),
+        windows=len(nll_NT),
         nll=nll_NT.mean(0).tolist(),
         cumulative=cumulative.tolist(),
         fit_upto=fit_upto,
@@ -126,20 +141,27 @@ def expert_load(model, tokens_NT: np.ndarray, batch: int = 8) -> list[list[float
     return np.mean(loads, axis=0)[np.array(layers)].tolist()
 
 
+NEEDLE_KEYS = ("needle_lengths", "depths", "multi_length", "counts", "trials")
+
+
 def evaluate(run_dir: str, settings: dict[str, Any], corpus: str, docs: Sequence[str]) -> dict:
-    """Every evaluation of the run (module docstring); cached in RUN/long_context.json
-    (recomputed when the settings change)."""
+    """Every evaluation of the run (module docstring), cached in RUN/long_context.json:
+    the needle tables and the NLL/load part each recomputed only when their settings
+    change."""
     path = os.path.join(run_dir, RESULT)
-    if os.path.exists(path):
-        cached = files.read_json(path)
-        if cached.get("settings") == settings:
-            return cached
+    cached = files.read_json(path) if os.path.exists(path) else {}
+    if cached.get("settings") == settings:
+        return cached
     model, tokenizer, _ = load_run(run_dir, settings.get("which", "latest"))
-    s = settings
+    s, old = settings, cached.get("settings", {})
     result: dict[str, Any] = {"settings": s}
+    same = lambda keys: all(s.get(k) == old.get(k) for k in keys)
     if s.get("needle_lengths"):
-        result |= needle_tables(model, tokenizer, corpus, s)
-    tokens_NT = documents_tokens(tokenizer, docs, s["nll_len"])[: s["nll_docs"]]
+        if same(NEEDLE_KEYS) and "needle_grid" in cached:
+            result |= {k: cached[k] for k in ("needle_grid", "multi_needle")}
+        else:
+            result |= needle_tables(model, tokenizer, corpus, s)
+    tokens_NT = windows_tokens(tokenizer, docs, s["nll_len"], s["nll_docs"])
     result["position_nll"] = position_curve(model, tokens_NT, s["load_len"] - 1)
     result["expert_load"] = expert_load(model, tokens_NT[:, : s["load_len"]])
     files.atomic_write_json(path, result)

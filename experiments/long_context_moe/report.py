@@ -160,7 +160,7 @@ def _nll_claims(pretrain: list[dict]) -> list[str]:
             f"- M4 ({r['arm']}) cumulative NLL falls with position as a power law: "
             f"{_verdict(holds)} (alpha {f['alpha']:.3f}, beta {f['beta']:.3f}, gamma "
             f"{f['gamma']:.3f}, R^2 {f['r2']:.4f} over positions 1-{p['fit_upto']}, "
-            f"{p['documents']} documents)"
+            f"{p['windows']} windows of held-out code)"
         )
     return out or ["- M4 NLL vs position: not tested (no evaluated runs)"]
 

@@ -45,7 +45,7 @@ class Plan:
     counts: tuple[int, ...] = (1, 2, 3)
     trials: int = 10
     nll_factor: int = 4  # NLL scored over nll_factor x the trained length
-    nll_docs: int = 64
+    nll_docs: int = 200  # windows
 
     def needle_settings(self) -> dict:
         lengths = [int(f * self.trained) - 8 for f in self.length_factors]

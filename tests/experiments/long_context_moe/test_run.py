@@ -42,7 +42,7 @@ def test_tiny_reproduction_writes_every_evaluation_and_the_report(tiny):
     for r in pretrain:
         p = files.read_json(os.path.join(r, evaluate.RESULT))["position_nll"]
         assert len(p["cumulative"]) == 2 * 128 - 1 and p["fit_upto"] == 127
-        assert np.isfinite(p["fit"]["r2"]) and p["documents"] == 4
+        assert np.isfinite(p["fit"]["r2"]) and p["windows"] == 4
         # an untrained-ish byte model still predicts better than uniform over 259 ids
         assert p["cumulative"][-1] < np.log(259)
     load = files.read_json(os.path.join(pretrain[1], evaluate.RESULT))["expert_load"]
