@@ -108,3 +108,11 @@ def test_expert_load_output_is_each_layers_routing_share():
     assert (load_LE[0] == 0).all()  # layer 0 is dense
     np.testing.assert_allclose(load_LE[1].mean(), 1.0, rtol=1e-6)
     np.testing.assert_allclose(load_LE[1].max(), float(out["aux"]["moe_load_max"]), rtol=1e-6)
+
+
+def test_an_unknown_variant_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys):
+    workdir = tmp_path / "w"
+    assert run.main([f"--workdir={workdir}", "--variant=huge"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --variant='huge' is unknown")
+    assert not workdir.exists()
