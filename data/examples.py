@@ -262,7 +262,7 @@ def read_token_files(path: str, vocab_size: int) -> list[np.ndarray]:
     return docs
 
 
-def load_tokens(path: str, vocab_size: int, seq_len: int, *, val_fraction: float) -> ExampleData:
+def token_rows(path: str, vocab_size: int, seq_len: int) -> dict[str, np.ndarray]:
     """Token files cut into rows; inputs/targets shifted by one, every target counted."""
     stream = np.concatenate(read_token_files(path, vocab_size))
     n = (len(stream) - 1) // seq_len
@@ -272,11 +272,21 @@ def load_tokens(path: str, vocab_size: int, seq_len: int, *, val_fraction: float
         )
     idx = np.arange(n)[:, None] * seq_len + np.arange(seq_len + 1)[None, :]
     chunks = stream[idx]
-    rows = {
+    return {
         "inputs": chunks[:, :-1],
         "targets": chunks[:, 1:],
         "mask": np.ones((n, seq_len), np.float32),
     }
+
+
+def load_tokens(
+    path: str, vocab_size: int, seq_len: int, *, val_fraction: float, val_path: str = ""
+) -> ExampleData:
+    """Training and validation rows of token files: validation is `val_path`'s rows when
+    given, else the last `val_fraction` of `path`'s."""
+    rows = token_rows(path, vocab_size, seq_len)
+    if val_path:
+        return ExampleData(train=rows, val=token_rows(val_path, vocab_size, seq_len))
     return split_rows(rows, val_fraction, f"token data {path!r}")
 
 

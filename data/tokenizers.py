@@ -121,13 +121,15 @@ def train_sentencepiece(
     model_prefix: str,
     model_type: str = "unigram",
     byte_fallback: bool = False,
+    character_coverage: float = 1.0,
 ) -> str:
     """Trains a SentencePiece model on `text_files` offline and returns the .model path.
 
     Ids: UNK=0, BOS=1, EOS=2, PAD=3. Normalization is the identity and whitespace is
     kept as is, and "\\n" is a user-defined piece, so decode(encode(t)) == t for text
     made of characters seen in training (set byte_fallback=True, which needs
-    vocab_size > 260, to make unseen characters lossless too).
+    vocab_size > 260, to make unseen characters lossless too; with it, a
+    character_coverage below 1 leaves rare characters to bytes).
     """
     text_files = [str(p) for p in text_files]
     missing = [p for p in text_files if not os.path.isfile(p)]
@@ -152,7 +154,7 @@ def train_sentencepiece(
             normalization_rule_name="identity",
             remove_extra_whitespaces=False,
             user_defined_symbols=["\n"],
-            character_coverage=1.0,
+            character_coverage=character_coverage,
             byte_fallback=byte_fallback,
             minloglevel=2,
         )

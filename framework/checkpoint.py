@@ -268,6 +268,18 @@ def check_params_match(saved: Any, target: Any, where: str) -> None:
             )
 
 
+def saved_steps(workdir: str) -> list[int]:
+    """The finished checkpoint steps of a run, ascending (ConfigError without any folder)."""
+    directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
+    if not os.path.isdir(directory):
+        raise ConfigError(f"{workdir!r} has no checkpoints; train the run first.")
+    options = ocp.CheckpointManagerOptions(read_only=True, create=False)
+    manager = ocp.CheckpointManager(directory, item_names=("state",), options=options)
+    steps = sorted(manager.all_steps())
+    manager.close()
+    return steps
+
+
 def _sources(workdir: str, which: str | int) -> list[tuple[str, int]]:
     """(pytree checkpoint directory, step) holding `which` parameters, in the order to try."""
     if which == "best":
@@ -282,12 +294,7 @@ def _sources(workdir: str, which: str | int) -> list[tuple[str, int]]:
     if which != "latest" and not str(which).isdigit():
         raise ConfigError(f"which={which!r} must be 'best', 'latest' or a step number.")
     directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
-    if not os.path.isdir(directory):
-        raise ConfigError(f"{workdir!r} has no checkpoints; train the run first.")
-    options = ocp.CheckpointManagerOptions(read_only=True, create=False)
-    manager = ocp.CheckpointManager(directory, item_names=("state",), options=options)
-    steps = sorted(manager.all_steps(), reverse=True)
-    manager.close()
+    steps = saved_steps(workdir)[::-1]
     if which != "latest":
         if int(which) not in steps:
             raise ConfigError(

@@ -154,6 +154,13 @@ def last_logprobs(
     return jax.nn.log_softmax(logits_BV.astype(jnp.float32), axis=-1)
 
 
+@functools.partial(jax.jit, static_argnames=("graphdef",))
+def all_logprobs(graphdef: Any, params: Any, tokens_BT: jax.Array) -> jax.Array:
+    """float32 log-probabilities [B, T, V] of the next token at every position."""
+    logits_BTV = nnx.merge(graphdef, params)(tokens_BT)
+    return jax.nn.log_softmax(logits_BTV.astype(jnp.float32), axis=-1)
+
+
 # ----------------------------------------------------------------------------- loops
 
 

@@ -564,6 +564,21 @@ def next_token_logprobs(
     return np.asarray(decoding.last_logprobs(graphdef, params, buf_BT, lens_B))[:B]
 
 
+def all_logprobs(model: nnx.Module, tokens_BT: np.ndarray) -> np.ndarray:
+    """log p(token t+1 | tokens_BT[b, :t+1]) at every position t: float32 [B, T, V].
+
+    One causal forward pass. For a fixed [B, T] shape, position t's row depends only on
+    that row's tokens up to t: a decoder that fills the unknown tail with any tokens gets
+    the encoder's distributions bit for bit (what an arithmetic coder driven by the model
+    needs)."""
+    tokens_BT = np.asarray(tokens_BT, np.int32)
+    if tokens_BT.ndim != 2 or tokens_BT.shape[1] > model.cfg.max_len:
+        raise ValueError(
+            f"need tokens [B, T] with T <= max_len={model.cfg.max_len}, got {tokens_BT.shape}."
+        )
+    return np.asarray(decoding.all_logprobs(*nnx.split(model), jnp.asarray(tokens_BT)))
+
+
 def feed(
     model: nnx.Module, state: DecodeState, tokens_B: np.ndarray | Sequence[int]
 ) -> DecodeState:

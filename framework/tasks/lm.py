@@ -47,6 +47,7 @@ def default_config() -> ml_collections.ConfigDict:
             format="text",  # text | examples | tokens (data/examples.py)
             pack_examples=True,  # examples: several per row (segment ids) or one per row
             tokens_vocab_size=0,  # tokens: the vocabulary the token files use (<= 65,536)
+            val_path="",  # tokens: validation token files ('' = the last val_fraction)
             tokenizer="byte",  # byte | sentencepiece
             sentencepiece_model="",
             seq_len=128,
@@ -165,6 +166,7 @@ class Task(base.Task):
         "data.prepare_spec",
         "data.embedded_chars",
         "data.val_fraction",
+        "data.val_path",
     )
 
     init_sections = ("model",)  # build_model reads config.model only
@@ -226,7 +228,11 @@ class Task(base.Task):
                 )
             if d.format == "tokens":
                 return examples.load_tokens(
-                    d.path, d.tokens_vocab_size, d.seq_len, val_fraction=d.val_fraction
+                    d.path,
+                    d.tokens_vocab_size,
+                    d.seq_len,
+                    val_fraction=d.val_fraction,
+                    val_path=d.val_path,
                 )
         except examples.DataError as e:
             raise config_lib.ConfigError(str(e)) from None

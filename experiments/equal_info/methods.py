@@ -1,0 +1,49 @@
+"""The compression methods of the Equal-Info Windows reproduction, by name.
+
+A method is a coder (how an example becomes bits, or tokens directly) and a token
+width: 'eq16' is EqualInfoAC[b=16] in 8-bit tokens (v = 256), 'eq16_65k' the same
+windows in 16-bit tokens (v = 65,536). Methods sharing a coder are written from one
+pass of it (experiments/equal_info/compress.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+    """How text becomes M2's tokens."""
+
+    name: str
+    coder: str  # bytes | sp | gzip | static_ac | ac | eq16 | eq32 | eq64
+    token_bits: int  # 8 or 16 (sp: its vocabulary; bytes: 8)
+    window_bits: int = 0  # EqualInfoAC's b (0: not windowed)
+
+    @property
+    def uses_m1(self) -> bool:
+        return self.coder == "ac" or self.window_bits > 0
+
+    def vocab(self, sp_vocab: int) -> int:
+        """M2's vocabulary for this method."""
+        return sp_vocab if self.coder == "sp" else 2**self.token_bits
+
+    @property
+    def tokens_per_window(self) -> int:
+        """Tokens each window fills (0: not windowed or not a whole number)."""
+        w, t = self.window_bits, self.token_bits
+        return w // t if w and w % t == 0 else 0
+
+
+def _all() -> dict[str, Method]:
+    methods = [Method("bytes", "bytes", 8), Method("sp", "sp", 0)]
+    for coder in ("gzip", "static_ac", "ac"):
+        methods += [Method(coder, coder, 8), Method(f"{coder}_65k", coder, 16)]
+    for b in (16, 32, 64):
+        methods += [Method(f"eq{b}", f"eq{b}", 8, b), Method(f"eq{b}_65k", f"eq{b}", 16, b)]
+    return {m.name: m for m in methods}
+
+
+METHODS = _all()
+SP_VOCAB = {"tiny": 512, "cpu": 4096}  # SentencePiece's vocabulary per variant
+CODERS = tuple(dict.fromkeys(m.coder for m in METHODS.values()))

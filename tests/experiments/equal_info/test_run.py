@@ -1,0 +1,91 @@
+"""The tiny Equal-Info Windows reproduction end to end, in this process (M1, compression
+with every tiny method, M2 on four, evaluation, report; a re-run does nothing twice),
+the bits/byte and FLOPs/byte formulas, and the bad inputs: text that is not UTF-8 and
+token ids beyond M2's vocabulary."""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+import pytest
+
+from configs import equal_info as config_file
+from experiments.equal_info import compress, evaluate, run
+from framework import files, launch
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    workdir = str(tmp_path_factory.mktemp("eqinfo"))
+    assert run.main([f"--workdir={workdir}", "--variant=tiny", "--inline"]) == 0
+    return workdir
+
+
+@pytest.mark.slow
+def test_tiny_reproduction_writes_tokens_evaluations_and_the_report(tiny, capsys):
+    tokens = os.path.join(tiny, "tokens")
+    stats = {m: compress.method_stats(tokens, m) for m in run.PLANS["tiny"].methods}
+    for s in stats.values():
+        assert s["train"]["tokens"] > 0 and s["val"]["bytes"] == stats["bytes"]["val"]["bytes"]
+    assert stats["bytes"]["val"]["ratio"] == 1.0
+    # the same b=16 windows in 16-bit tokens: exactly half the tokens
+    assert stats["eq16_65k"]["val"]["ratio"] == 2 * stats["eq16"]["val"]["ratio"]
+    assert stats["eq16"]["val"]["windows"] * 2 == stats["eq16"]["val"]["tokens"]
+    ids = np.load(os.path.join(tokens, "eq16_65k", "val", "shard-00000.npy"))
+    assert ids.dtype == np.uint16 and ids.max() > 255
+    names = sorted(os.listdir(os.path.join(tiny, "m2")))
+    assert [n for n in names if n.startswith("method=")] == [
+        "method=ac", "method=bytes", "method=eq16", "method=static_ac"
+    ]  # fmt: skip
+    for method in ("ac", "bytes", "eq16", "static_ac"):
+        e = files.read_json(os.path.join(tiny, "m2", f"method={method}", "equal_info_eval.json"))
+        assert e["ratio"] == stats[method]["val"]["ratio"]
+        assert e["bits_per_byte"] == pytest.approx(e["val_loss"] / math.log(2) / e["ratio"])
+        assert e["uniform_bpb"] == pytest.approx(8 / e["ratio"])
+        assert 0 < e["unigram_bpb"] < e["uniform_bpb"] * 1.01
+    e = files.read_json(os.path.join(tiny, "m2", "method=eq16", "equal_info_eval.json"))
+    assert len(e["positions"]) == 5 and all(len(p) == 2 for p in e["positions"].values())
+    with open(os.path.join(tiny, "report", "report.md")) as f:
+        report = f.read()
+    for claim in ("**Q1**", "**Q2**", "**Q4**", "**Q5**", "**Q6**"):
+        assert claim in report
+    for name in ("ratio.png", "bpb.png", "positions.png"):
+        assert os.path.getsize(os.path.join(tiny, "report", name)) > 1000
+    capsys.readouterr()
+    assert run.main([f"--workdir={tiny}", "--variant=tiny", "--inline"]) == 0
+    out = capsys.readouterr().out
+    assert "0 to run" in out and "shard" not in out  # nothing trained or compressed twice
+
+
+def test_bits_and_flops_per_byte_on_hand_computed_values():
+    assert evaluate.bits_per_byte(math.log(256), 2.0) == pytest.approx(4.0)  # uniform: 8 / 2
+    assert evaluate.bits_per_byte(math.log(2) * 3.0, 1.5) == pytest.approx(2.0)
+    assert evaluate.flops_per_byte(1000, 4.0) == 500.0
+    assert evaluate.flops_per_byte(1000, 4.0, m1_params=10) == 520.0
+
+
+def test_text_that_is_not_utf8_is_one_line_exit_2(tmp_path, capsys):
+    for split in ("train", "val"):
+        os.makedirs(tmp_path / "corpus" / split)
+        (tmp_path / "corpus" / split / "a.txt").write_text("print('hi')\n")
+    (tmp_path / "corpus" / "train" / "b.txt").write_bytes(b"caf\xe9\n")
+    argv = [f"--corpus={tmp_path / 'corpus'}", f"--out={tmp_path / 'out'}", "--methods=bytes"]
+    assert compress.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "b.txt" in err and "not UTF-8" in err
+    assert not os.path.exists(tmp_path / "out" / "bytes")
+    assert compress.main([*argv[:2], "--methods=zip"]) == 2
+    assert "unknown methods ['zip']" in capsys.readouterr().err
+
+
+def test_token_ids_beyond_the_vocabulary_are_one_line_exit_2(tmp_path):
+    for split in ("train", "val"):
+        os.makedirs(tmp_path / "eq16" / split)
+        np.save(tmp_path / "eq16" / split / "a.npy", np.arange(400, dtype=np.uint16))
+    config = config_file.get_config(f"variant=tiny,stage=m2,method=eq16,tokens_dir={tmp_path}")
+    outcome = launch.run(config, str(tmp_path / "run"))
+    assert outcome.code == 2
+    assert "outside the declared vocabulary [0, 256)" in outcome.message
+    assert "\n" not in outcome.message.strip()
