@@ -24,6 +24,7 @@ symbol after `prefix` (a model conditioned on what was decoded so far).
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -38,7 +39,10 @@ def quantize(probs: np.ndarray, beta: int = BETA) -> np.ndarray:
     if 2**beta <= V:
         raise ValueError(f"{V} symbols do not fit precision beta={beta} (need V < 2**beta).")
     p = np.clip(p, 0.0, None)
-    p = p / p.sum(axis=-1, keepdims=True)
+    total = p.sum(axis=-1, keepdims=True)
+    if not (np.isfinite(total).all() and (total > 0).all()):
+        raise ValueError("quantize needs probabilities with a finite, positive sum per row.")
+    p = p / total
     f = 1 + np.floor(p * (2**beta - V)).astype(np.int64)
     top = p.argmax(axis=-1)[..., None]
     rest = (2**beta - f.sum(axis=-1))[..., None]
@@ -121,7 +125,11 @@ def decode(
     """Decodes the point 0.bits: n symbols, or until `stop(decoded)` is true."""
     value, nbits = int("".join(map(str, bits)) or "0", 2), len(bits)
     enc, out = ExactEncoder(beta), []
-    done = (lambda d: len(d) >= n_or_stop) if isinstance(n_or_stop, int) else n_or_stop
+    if isinstance(n_or_stop, numbers.Integral):
+        n = int(n_or_stop)
+        done = lambda d: len(d) >= n
+    else:
+        done = n_or_stop
     while not done(out):
         f = freqs_fn(out)
         s = decode_symbol(value, nbits, enc.low, enc.width, enc.n, f, beta)
@@ -182,7 +190,7 @@ def stream_decode(
     it = iter(bits)
     value = 0
     for _ in range(_PREC):
-        value = 2 * value + next(it, 0)
+        value = 2 * value + int(next(it, 0))
     low, high, out = 0, _TOP, []
     while len(out) < n:
         f = freqs_fn(out)
@@ -205,5 +213,5 @@ def stream_decode(
                 low, high, value = low - _QUARTER, high - _QUARTER, value - _QUARTER
             else:
                 break
-            low, high, value = 2 * low, 2 * high + 1, 2 * value + next(it, 0)
+            low, high, value = 2 * low, 2 * high + 1, 2 * value + int(next(it, 0))
     return out

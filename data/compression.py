@@ -119,7 +119,9 @@ class EqualInfo:
                 f"a window of {self.bits} bits cannot hold one byte at precision beta="
                 f"{self.beta} (a byte may need {self.beta + 1} bits); use bits >= {self.beta + 1}."
             )
-        self.first = min(self.max_bytes, self.bits)  # the first M1 pass's width
+        # The first M1 pass covers `bits` bytes (a window rarely holds more bytes than
+        # bits: that needs under 1 bit a byte); longer windows take a second pass.
+        self.first = min(self.max_bytes, self.bits)
         self.stats = {"windows": 0, "cut": 0, "capped": 0}
 
     def _padded(self, code: tuple[int, int]) -> int:
@@ -136,9 +138,7 @@ class EqualInfo:
                 w.open = False
                 return
             w.enc, w.codes = trial, w.codes + [code]
-        ended = w.start + len(w.codes) >= len(stream)
-        if ended or len(w.codes) >= self.max_bytes:
-            self.stats["capped"] += not ended
+        if w.start + len(w.codes) >= len(stream) or len(w.codes) >= self.max_bytes:
             w.open = False
 
     def _close(self, w: _Window) -> tuple[int, int]:
@@ -147,6 +147,7 @@ class EqualInfo:
         n = next(j for j, c in enumerate(w.codes, 1) if self._padded(c) == target)
         self.stats["windows"] += 1
         self.stats["cut"] += n < len(w.codes)
+        self.stats["capped"] += n == self.max_bytes
         return target, n
 
     def _freqs(
@@ -218,7 +219,7 @@ class EqualInfo:
             F = self._freqs(model, first, self.first, rows)
             F |= self._freqs(model, later, self.max_bytes, max(1, rows // 4))
             for r in live:
-                value, e, f = windows[r][wi[r]], enc[r], F[r][len(cur[r])]
+                value, e, f = int(windows[r][wi[r]]), enc[r], F[r][len(cur[r])]
                 s = ac.decode_symbol(value, self.bits, e.low, e.width, e.n, f, self.beta)
                 e.push(s, f)
                 cur[r].append(s)

@@ -565,12 +565,9 @@ def next_token_logprobs(
 
 
 def all_logprobs(model: nnx.Module, tokens_BT: np.ndarray) -> np.ndarray:
-    """log p(token t+1 | tokens_BT[b, :t+1]) at every position t: float32 [B, T, V].
-
-    One causal forward pass. For a fixed [B, T] shape, position t's row depends only on
-    that row's tokens up to t: a decoder that fills the unknown tail with any tokens gets
-    the encoder's distributions bit for bit (what an arithmetic coder driven by the model
-    needs)."""
+    """log p(token t+1 | tokens_BT[b, :t+1]) at every t, float32 [B, T, V], in one causal
+    pass: for a fixed shape, a decoder that fills the unknown tail with any tokens gets
+    the encoder's distributions bit for bit (what a model-driven coder needs)."""
     tokens_BT = np.asarray(tokens_BT, np.int32)
     if tokens_BT.ndim != 2 or tokens_BT.shape[1] > model.cfg.max_len:
         raise ValueError(

@@ -41,7 +41,8 @@ class CompressError(ValueError):
 
 
 def read_split(corpus: str, split: str, limit_bytes: int) -> list[bytes]:
-    """The split's documents (name order, whole ones up to limit_bytes; at least one)."""
+    """The split's documents in name order up to limit_bytes (whole ones; the first one
+    alone is cut at a character boundary when it is longer)."""
     files = sorted(glob.glob(os.path.join(corpus, split, "*.txt")))
     if not files:
         raise CompressError(f"{os.path.join(corpus, split)!r} holds no .txt documents.")
@@ -58,7 +59,9 @@ def read_split(corpus: str, split: str, limit_bytes: int) -> list[bytes]:
             ) from None
         if docs and total + len(raw) > limit_bytes:
             break
-        docs.append(raw[: limit_bytes - total] if not docs else raw)
+        if not docs and len(raw) > limit_bytes:
+            raw = raw[:limit_bytes].decode("utf-8", "ignore").encode()
+        docs.append(raw)
         total += len(docs[-1])
     return docs
 
@@ -70,8 +73,9 @@ def examples_of(docs: Sequence[bytes], example_bytes: int) -> list[bytes]:
 
 
 def m1_byte_model(run_dir: str) -> tuple[compression.ByteModel, int]:
-    """(ByteModel, parameter count) of a byte-level LM run's latest checkpoint: log p of
-    byte t given the row's bytes before t (BOS first), renormalised over the 256 bytes."""
+    """(ByteModel, non-embedding parameters) of a byte-level LM run's latest checkpoint:
+    log p of byte t given the row's bytes before t (BOS first), renormalised over the
+    256 bytes."""
     from flax import nnx
 
     from framework import decoding, sample
@@ -91,7 +95,7 @@ def m1_byte_model(run_dir: str) -> tuple[compression.ByteModel, int]:
         inputs_BT = np.concatenate([bos_B1, bytes_BT[:, :-1]], axis=1)
         return np.asarray(decoding.all_logprobs(graphdef, params, inputs_BT)[..., :256])
 
-    return logprobs, transformer.param_count(model.cfg)["total"]
+    return logprobs, transformer.param_count(model.cfg)["non_embedding"]
 
 
 def _coder_bits(coder: str, group: list[bytes], ctx: dict) -> tuple[list[list[int]], dict]:
@@ -200,13 +204,17 @@ def compress(
     splits = {"train": read_split(corpus, "train", train_bytes)}
     splits["val"] = read_split(corpus, "val", val_bytes)
     ctx = dict(rows=rows, example_bytes=example_bytes, max_window_bytes=max_window_bytes)
-    os.makedirs(out, exist_ok=True)
+    settings = dict(ctx, m1=os.path.abspath(m1) if m1 else "", sp_vocab=sp_vocab,
+                    train_bytes=train_bytes, val_bytes=val_bytes)  # fmt: skip
+    _check_manifest(out, settings)
     if any(m.uses_m1 for m in chosen):
         if not m1:
             raise CompressError("methods ac and eq* need --m1, a byte-level LM run.")
         ctx["m1"], ctx["m1_params"] = m1_byte_model(m1)
         ctx["context"] = _m1_context(m1)
-        files.atomic_write_json(os.path.join(out, "m1.json"), dict(run=m1, params=ctx["m1_params"]))
+        files.atomic_write_json(
+            os.path.join(out, "m1.json"), dict(run=m1, non_embedding=ctx["m1_params"])
+        )
     ctx["unigram"] = compression.unigram_freqs(b"".join(splits["train"]))
     if any(m.coder == "sp" for m in chosen):
         ctx["sp"] = _sentencepiece(out, splits["train"], sp_vocab)
@@ -214,9 +222,25 @@ def compress(
         group = [m for m in chosen if m.coder == coder]
         for split, docs in splits.items() if group else ():
             log(f"compressing {split} with {coder} -> {', '.join(m.name for m in group)}")
-            ctx["verify"] = split == "val"
+            ctx["verify"] = split == "train"  # the first group: a failure shows early
             _compress_split(coder, group, split, docs, out, ctx)
     return {m: method_stats(out, m) for m in methods}
+
+
+def _check_manifest(out: str, settings: dict) -> None:
+    """Records the settings in OUT/manifest.json; refuses OUT written with others."""
+    path = os.path.join(out, "manifest.json")
+    if os.path.exists(path):
+        old = files.read_json(path)
+        diff = sorted(k for k in settings.keys() | old.keys() if settings.get(k) != old.get(k))
+        if diff:
+            raise CompressError(
+                f"{out!r} holds shards made with other settings ({', '.join(diff)}); "
+                "give a new --out or delete it."
+            )
+        return
+    os.makedirs(out, exist_ok=True)
+    files.atomic_write_json(path, settings)
 
 
 def _m1_context(run_dir: str) -> int:

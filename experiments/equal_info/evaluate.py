@@ -4,9 +4,10 @@ For a method: its compression ratio (bytes per token on validation), M2's valida
 loss in bits per byte = loss / ln 2 / ratio (every token counted, window padding
 included, over the bytes the tokens cover), the uniform model's log2(v) / ratio and a
 unigram model's (token frequencies of the training files, add-1/2 smoothed) beside it,
-FLOPs per byte (2 N_nonembedding(M2) / ratio, plus 2 N(M1) per byte for M1-driven
-methods, as the paper counts), and for windowed methods the validation loss at each
-token position within a window at every kept checkpoint (what M2 learns first).
+FLOPs per byte (2 N(M2) / ratio, plus 2 N(M1) per byte for M1-driven methods, as the
+paper counts; N = non-embedding parameters for both), and for windowed methods the
+validation loss at each token position within a window at every kept checkpoint (what
+M2 learns first).
 """
 
 from __future__ import annotations
@@ -64,13 +65,14 @@ def position_losses(run_dir: str, per_window: int, rows: int = VAL_ROWS) -> dict
 def evaluate(run_dir: str, method: str, tokens_dir: str) -> dict:
     """The method's numbers (module docstring), cached in RUN_DIR/equal_info_eval.json."""
     path = os.path.join(run_dir, "equal_info_eval.json")
-    if os.path.exists(path):
-        return files.read_json(path)
+    result = files.read_json(os.path.join(run_dir, "result.json"))
+    cached = files.read_json(path, None)
+    if cached and cached.get("step") == result["step"]:
+        return cached
     from experiments.equal_info.compress import method_stats
     from models import transformer
 
     m, config = METHODS[method], config_lib.saved_config(run_dir)
-    result = files.read_json(os.path.join(run_dir, "result.json"))
     stats = method_stats(tokens_dir, method)
     ratio, vocab = stats["val"]["ratio"], config.data.tokens_vocab_size
     m1_params = _m1_params(tokens_dir) if m.uses_m1 else 0
@@ -78,6 +80,7 @@ def evaluate(run_dir: str, method: str, tokens_dir: str) -> dict:
     d = config.data
     res = dict(
         method=method,
+        step=result["step"],
         ratio=ratio,
         vocab=vocab,
         val_loss=loss,
@@ -97,7 +100,11 @@ def evaluate(run_dir: str, method: str, tokens_dir: str) -> dict:
 
 
 def _m1_params(tokens_dir: str) -> int:
-    return int(files.read_json(os.path.join(tokens_dir, "m1.json"))["params"])
+    """M1's non-embedding parameters (as M2's are counted), from its run's config."""
+    from models import transformer
+
+    run = files.read_json(os.path.join(tokens_dir, "m1.json"))["run"]
+    return transformer.param_count(_model_cfg(config_lib.saved_config(run)))["non_embedding"]
 
 
 def _model_cfg(config):

@@ -82,3 +82,15 @@ def test_streaming_coder_handles_long_inputs():
     ideal = ac.code_bits([freqs] * len(symbols), symbols)
     assert ideal <= len(bits) <= ideal * 1.0001 + 2
     assert ac.stream_decode(bits, len(symbols), lambda d: freqs) == symbols
+
+
+def test_numpy_inputs_and_bad_rows():
+    freqs = ac.quantize(np.full((3, 4), 0.25))
+    bits = np.array(ac.encode([1, 2, 3], freqs), np.uint8)
+    assert ac.decode(bits, np.int64(3), lambda d: freqs[len(d)]) == [1, 2, 3]
+    stream = np.array(ac.stream_encode([1, 2, 3], freqs), np.uint8)
+    assert ac.stream_decode(stream, 3, lambda d: freqs[len(d)]) == [1, 2, 3]
+    with pytest.raises(ValueError, match="finite, positive sum"):
+        ac.quantize(np.zeros((2, 4)))
+    with pytest.raises(ValueError, match="finite, positive sum"):
+        ac.quantize(np.array([0.5, np.nan]))

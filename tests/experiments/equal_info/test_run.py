@@ -89,3 +89,23 @@ def test_token_ids_beyond_the_vocabulary_are_one_line_exit_2(tmp_path):
     assert outcome.code == 2
     assert "outside the declared vocabulary [0, 256)" in outcome.message
     assert "\n" not in outcome.message.strip()
+    config.model.vocab_size = 200  # the files' declared vocabulary exceeds the model's
+    outcome = launch.run(config, str(tmp_path / "run2"))
+    assert outcome.code == 2 and "data.tokens_vocab_size=256" in outcome.message
+
+
+def test_a_long_first_document_is_cut_at_a_character_boundary(tmp_path):
+    os.makedirs(tmp_path / "train")
+    (tmp_path / "train" / "a.txt").write_text("é" * 1000)
+    (doc,) = compress.read_split(str(tmp_path), "train", 1001)
+    assert doc.decode() == "é" * 500
+
+
+def test_compressing_into_a_folder_made_with_other_settings_is_refused(tmp_path, capsys):
+    for split in ("train", "val"):
+        os.makedirs(tmp_path / "corpus" / split)
+        (tmp_path / "corpus" / split / "a.txt").write_text("x = 1\n" * 50)
+    argv = [f"--corpus={tmp_path / 'corpus'}", f"--out={tmp_path / 'out'}", "--methods=gzip"]
+    assert compress.main(argv) == 0
+    assert compress.main([*argv, "--example_bytes=64"]) == 2
+    assert "other settings (example_bytes)" in capsys.readouterr().err
