@@ -16,13 +16,16 @@ shapes and rows but zeros after the decoded prefix, gets bit-identical distribut
   `context` bytes (its trained length) — our choice, the paper's M1 saw 1,024 bytes.
 - EqualInfoAC[b] (`EqualInfo`): greedy windows. From a window's start, a fresh exact
   coder and M1 conditioned only on the window's bytes encode byte after byte while the
-  minimal code fits b bits (and at most `max_bytes` bytes); the code is zero-padded to
-  exactly b bits; the next window starts at the first byte left out. Decoding: decode
-  bytes from the window's point and stop at the first prefix whose own padded code is
-  the window's bits. A greedy window whose padded code equals that of a shorter prefix
-  of itself is cut to the shortest such prefix (which the rule then decodes exactly);
-  the paper's decoder looks ahead instead and leaves such cases ambiguous. `stats`
-  counts these cut windows.
+  minimal code fits b bits (and at most `max_bytes` bytes); the next window starts at
+  the first byte left out. The window's b bits: when the cap or the stream's end
+  stopped it, its minimal code zero-padded (as the paper); when a byte did not fit, a
+  b-bit point of the window's interval at which the next decoded symbol does not fit b
+  bits. The decoder decodes bytes from the point while each prefix's code fits b bits
+  (and the cap and the stream's length allow): the symbol that does not fit is the end
+  marker. Exact by construction, and every window keeps its greedy length (the paper's
+  zero padding plus look-ahead decoding is ambiguous when a byte can be added without
+  changing the padded bits). Where no such point exists the window is shortened to the
+  longest prefix that has one; `stats['cut']` counts those (~2 % of 16-bit windows).
 """
 
 from __future__ import annotations
@@ -97,12 +100,14 @@ def ac_bits(
 
 @dataclasses.dataclass
 class _Window:
-    """One row's window in progress: start offset, coder, each prefix's (k, m) code."""
+    """One row's window in progress: its start, the coder after each prefix (encs[j]:
+    j bytes), the frequencies at each position, and whether a byte was rejected."""
 
     start: int
-    enc: ac.ExactEncoder
-    codes: list[tuple[int, int]]
+    encs: list[ac.ExactEncoder]
+    freqs: list[np.ndarray] = dataclasses.field(default_factory=list)
     open: bool = True  # may still take bytes
+    rejected: bool = False  # ended because the next byte did not fit (not cap or end)
 
 
 @dataclasses.dataclass
@@ -124,31 +129,65 @@ class EqualInfo:
         self.first = min(self.max_bytes, self.bits)
         self.stats = {"windows": 0, "cut": 0, "capped": 0}
 
-    def _padded(self, code: tuple[int, int]) -> int:
-        k, m = code
-        return m << (self.bits - k)
+    def fits(self, enc: ac.ExactEncoder) -> bool:
+        """Whether the coded prefix's minimal code has at most `bits` bits."""
+        return enc.code()[0] <= self.bits
 
     def _extend(self, w: _Window, stream: bytes, F_TV: np.ndarray, t0: int) -> None:
         """Greedily pushes bytes at window offsets t0.. with frequencies F_TV[t]."""
         for t in range(t0, min(len(F_TV), len(stream) - w.start)):
-            trial = w.enc.copy()
+            trial = w.encs[-1].copy()
             trial.push(stream[w.start + t], F_TV[t])
-            code = trial.code()
-            if code[0] > self.bits:
-                w.open = False
+            w.freqs.append(F_TV[t])
+            if not self.fits(trial):
+                w.open, w.rejected = False, True
                 return
-            w.enc, w.codes = trial, w.codes + [code]
-        if w.start + len(w.codes) >= len(stream) or len(w.codes) >= self.max_bytes:
+            w.encs.append(trial)
+        if w.start + len(w.encs) - 1 >= len(stream) or len(w.encs) - 1 >= self.max_bytes:
             w.open = False
 
-    def _close(self, w: _Window) -> tuple[int, int]:
-        """(padded code, bytes): the shortest prefix whose padded code is the greedy one's."""
-        target = self._padded(w.codes[-1])
-        n = next(j for j, c in enumerate(w.codes, 1) if self._padded(c) == target)
+    def _stop_point(self, enc: ac.ExactEncoder, f: np.ndarray, hint: int) -> int | None:
+        """A b-bit point in enc's interval whose next symbol under f does not fit b bits
+        (the symbol's sub-interval holds that one grid point but not the cell after it),
+        or None. Symbols are prefiltered in float64 (grid units), checked exactly, `hint`
+        first, then in symbol order."""
+        b, beta, S = self.bits, self.beta, self.beta * (enc.n + 1)
+        shift = max(S, b)  # exact integers at scale 2**shift
+        A = (enc.low << beta) << (shift - S)
+        W, G = enc.width << (shift - S), 1 << (shift - b)
+        cum = [0, *np.cumsum(f).tolist()]
+
+        def check(s: int) -> int | None:
+            lo, hi = A + cum[s] * W, A + cum[s + 1] * W
+            g = -(-lo // G)
+            return g if g * G < hi < (g + 1) * G else None
+
+        first = -(-A // G)
+        cum_f = np.asarray(cum, np.float64) * (W / G) - (first * G - A) / G  # grid units
+        lo, hi, eps = cum_f[:-1], cum_f[1:], 1e-6
+        g = np.ceil(lo - eps)
+        maybe = (hi - lo < 2 + eps) & (g < hi + eps) & (g + 1 > hi - eps)
+        for s in [hint, *np.flatnonzero(maybe).tolist()] if maybe[hint] else np.flatnonzero(maybe):
+            if (g := check(int(s))) is not None:
+                return g
+        return None
+
+    def _close(self, w: _Window, stream: bytes) -> tuple[int, int]:
+        """(b-bit point, bytes) of a finished greedy window: the padded code when the cap
+        or the stream's end stopped it, else a point whose next byte does not fit (the
+        decoder's stop signal); shorter prefixes only when no such point exists."""
+        n = len(w.encs) - 1
         self.stats["windows"] += 1
-        self.stats["cut"] += n < len(w.codes)
-        self.stats["capped"] += n == self.max_bytes
-        return target, n
+        if not w.rejected:
+            self.stats["capped"] += n == self.max_bytes
+            k, m = w.encs[-1].code()
+            return m << (self.bits - k), n
+        for j in range(n, 0, -1):
+            g = self._stop_point(w.encs[j], w.freqs[j], stream[w.start + j])
+            if g is not None:
+                self.stats["cut"] += j < n
+                return g, j
+        raise RuntimeError(f"no stop point for a window at byte {w.start}; use larger windows.")
 
     def _freqs(
         self, model: ByteModel, contexts: dict[int, bytes], width: int, batch: int
@@ -184,14 +223,14 @@ class EqualInfo:
                     if p < len(s)}  # fmt: skip
             if not live:
                 return out
-            wins = {r: _Window(pos[r], ac.ExactEncoder(self.beta), []) for r in live}
+            wins = {r: _Window(pos[r], [ac.ExactEncoder(self.beta)]) for r in live}
             for r, F_TV in self._freqs(model, live, self.first, rows).items():
                 self._extend(wins[r], group[r], F_TV, 0)
             more = {r: live[r] for r, w in wins.items() if w.open}
             for r, F_TV in self._freqs(model, more, self.max_bytes, max(1, rows // 4)).items():
                 self._extend(wins[r], group[r], F_TV, self.first)
             for r, w in wins.items():
-                value, n = self._close(w)
+                value, n = self._close(w, group[r])
                 out[r].append((value, n))
                 pos[r] += n
 
@@ -221,9 +260,12 @@ class EqualInfo:
             for r in live:
                 value, e, f = int(windows[r][wi[r]]), enc[r], F[r][len(cur[r])]
                 s = ac.decode_symbol(value, self.bits, e.low, e.width, e.n, f, self.beta)
-                e.push(s, f)
-                cur[r].append(s)
-                end = len(done[r]) + len(cur[r]) >= lengths[r]
-                if end or self._padded(e.code()) == value:
+                trial = e.copy()
+                trial.push(s, f)
+                if self.fits(trial):  # else s is the stop signal, not a byte
+                    enc[r] = trial
+                    cur[r].append(s)
+                full = len(done[r]) + len(cur[r]) >= lengths[r] or len(cur[r]) == self.max_bytes
+                if full or not self.fits(trial):
                     done[r] += cur[r]
                     cur[r], enc[r], wi[r] = bytearray(), ac.ExactEncoder(self.beta), wi[r] + 1

@@ -72,28 +72,32 @@ def examples_of(docs: Sequence[bytes], example_bytes: int) -> list[bytes]:
     return [text[i : i + example_bytes] for i in range(0, len(text), example_bytes)]
 
 
-def m1_byte_model(run_dir: str) -> tuple[compression.ByteModel, int]:
-    """(ByteModel, non-embedding parameters) of a byte-level LM run's latest checkpoint:
-    log p of byte t given the row's bytes before t (BOS first), renormalised over the
-    256 bytes."""
+def m1_byte_model(run_dir: str, first_freqs: np.ndarray) -> tuple[compression.ByteModel, int]:
+    """(ByteModel, non-embedding parameters) of a byte-level LM run's latest checkpoint.
+
+    Position 0 of a row gets `first_freqs` (the corpus's byte frequencies), position t
+    M1's next-byte distribution after bytes 0..t-1 of the row (renormalised over the
+    256 bytes). Not BOS then M1: M1 trained on packed rows, where BOS precedes only a
+    document's start, so its distribution after BOS is a document opening's, not that
+    of a byte somewhere in the text as a window's first byte is (it cost ~8 bits)."""
     from flax import nnx
 
     from framework import decoding, sample
     from models import transformer
 
     try:
-        model, tokenizer, trainer = sample.load_run(run_dir)
+        model, tokenizer, _ = sample.load_run(run_dir)
     except sample.SampleError as e:
         raise CompressError(f"--m1: {e}") from None
     if not isinstance(tokenizer, tokenizers.ByteTokenizer):
         raise CompressError(f"--m1={run_dir!r} is not a byte-level LM (data.tokenizer='byte').")
-
     graphdef, params = nnx.split(model)
+    first_V = np.log(first_freqs / first_freqs.sum()).astype(np.float32)
 
     def logprobs(bytes_BT: np.ndarray) -> np.ndarray:
-        bos_B1 = np.full((len(bytes_BT), 1), tokenizer.bos_id, np.int32)
-        inputs_BT = np.concatenate([bos_B1, bytes_BT[:, :-1]], axis=1)
-        return np.asarray(decoding.all_logprobs(graphdef, params, inputs_BT)[..., :256])
+        logp_BTV = np.asarray(decoding.all_logprobs(graphdef, params, bytes_BT[:, :-1]))
+        first_B1V = np.broadcast_to(first_V, (len(bytes_BT), 1, 256))
+        return np.concatenate([first_B1V, logp_BTV[..., :256]], axis=1)
 
     return logprobs, transformer.param_count(model.cfg)["non_embedding"]
 
@@ -207,15 +211,15 @@ def compress(
     settings = dict(ctx, m1=os.path.abspath(m1) if m1 else "", sp_vocab=sp_vocab,
                     train_bytes=train_bytes, val_bytes=val_bytes)  # fmt: skip
     _check_manifest(out, settings)
+    ctx["unigram"] = compression.unigram_freqs(b"".join(splits["train"]))
     if any(m.uses_m1 for m in chosen):
         if not m1:
             raise CompressError("methods ac and eq* need --m1, a byte-level LM run.")
-        ctx["m1"], ctx["m1_params"] = m1_byte_model(m1)
         ctx["context"] = _m1_context(m1)
+        ctx["m1"], ctx["m1_params"] = m1_byte_model(m1, ctx["unigram"])
         files.atomic_write_json(
             os.path.join(out, "m1.json"), dict(run=m1, non_embedding=ctx["m1_params"])
         )
-    ctx["unigram"] = compression.unigram_freqs(b"".join(splits["train"]))
     if any(m.coder == "sp" for m in chosen):
         ctx["sp"] = _sentencepiece(out, splits["train"], sp_vocab)
     for coder in CODERS:

@@ -60,25 +60,35 @@ def test_static_ac_ratio_is_eight_over_the_unigram_entropy():
 
 
 def check_windows(eq, streams, windows, model, alone=True):
-    """Exactly b bits; maximal unless cut; alone re-encodes to its bits; decodes back."""
+    """Each window: b bits, alone decodes to its bytes then the stop signal (a symbol
+    that does not fit); maximal unless counted as cut; all decode back together."""
+    cuts = 0
     for stream, wins in zip(streams, windows) if alone else ():
         assert sum(n for _, n in wins) == len(stream)
         start = 0
         for value, n in wins:
-            assert 0 <= value < 2**eq.bits  # exactly b bits once padded
+            assert 0 <= value < 2**eq.bits
             piece = stream[start : start + n + 1]
             F = compression.model_freqs(model, np.frombuffer(piece, np.uint8)[None].astype(int))[0]
-            enc = ac.ExactEncoder()
-            codes = []
-            for t, s in enumerate(piece):
-                enc.push(s, F[t])
-                codes.append(enc.code())
-            padded = [m << (eq.bits - k) if k <= eq.bits else None for k, m in codes]
-            assert padded[n - 1] == value  # re-encoded alone, its own bits
-            assert value not in padded[: n - 1]  # no shorter prefix has them
-            greedy = n + 1 > eq.max_bytes or start + n == len(stream) or padded[n] is None
-            assert greedy or padded[n] == value  # maximal, or cut to the shortest prefix
+            enc, ends = ac.ExactEncoder(), start + n == len(stream) or n == eq.max_bytes
+            for t in range(n if ends else n + 1):
+                s = ac.decode_symbol(value, eq.bits, enc.low, enc.width, enc.n, F[t])
+                trial = enc.copy()
+                trial.push(s, F[t])
+                if t < n:
+                    assert s == piece[t] and eq.fits(trial)
+                    enc = trial
+                else:
+                    assert not eq.fits(trial)  # the stop signal
+                    greedy = enc.copy()
+                    greedy.push(piece[n], F[n])
+                    cuts += eq.fits(greedy)  # the next byte would have fitted
+            if ends:  # the decoder stops by itself: no stop signal
+                k, m = enc.code()
+                assert value == m << (eq.bits - k)  # the zero-padded minimal code
             start += n
+    if alone:
+        assert cuts == eq.stats["cut"]
     back = eq.decode([[v for v, _ in w] for w in windows], [len(s) for s in streams], model,
                      rows=3)  # fmt: skip
     assert back == list(streams)
@@ -91,6 +101,7 @@ def test_equal_info_windows_are_exact_and_decode(bits):
     windows = eq.encode(STREAMS, model, rows=3)
     check_windows(eq, STREAMS, windows, model)
     assert eq.stats["windows"] == sum(map(len, windows))
+    assert eq.stats["cut"] <= 0.05 * eq.stats["windows"]
     # a good model packs more than b/8 bytes per window
     assert sum(map(len, STREAMS)) / eq.stats["windows"] > bits / 8
 
