@@ -5,6 +5,7 @@ JSON and metrics files are read with framework.files / framework.metrics."""
 
 from __future__ import annotations
 
+import argparse
 import math
 import os
 import shutil
@@ -62,6 +63,14 @@ def md_table(header: Sequence[str], rows: Sequence[Sequence[Any]], digits: int =
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(fmt(v, digits) for v in r) + " |" for r in rows]
     return lines
+
+
+def report_flags(argv: Sequence[str] | None, doc: str) -> Any:
+    """The flags of a report over one reproduction: --workdir and --readme."""
+    p = argparse.ArgumentParser(description=doc.split("\n")[0])
+    p.add_argument("--workdir", required=True, help="the reproduction's directory")
+    p.add_argument("--readme", default="", help="splice the report into this README")
+    return p.parse_args(argv)
 
 
 def write_report_md(out: str, lines: Sequence[str]) -> str:

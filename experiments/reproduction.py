@@ -42,6 +42,17 @@ def parse_args(argv: Sequence[str] | None, description: str, default_variant: st
     return args
 
 
+def known_variant(args: Any, variants: Any) -> bool:
+    """Whether --variant is one of `variants`; else prints the one-line error."""
+    if args.variant in variants:
+        return True
+    print(
+        f"error: --variant={args.variant!r} is unknown; choose one of {sorted(variants)}.",
+        file=sys.stderr,
+    )
+    return False
+
+
 def run_sweep(config_path: str, arg: str, workdir: str, args: Any) -> list[dict[str, Any]]:
     """framework.sweep.run_sweep of `config_path:arg` with the flags' parallelism (or
     --inline), --only and data path (raises ConfigError for a bad sweep)."""

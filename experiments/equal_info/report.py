@@ -12,7 +12,6 @@ within a window, per checkpoint: what M2 learns first).
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 from collections.abc import Sequence
@@ -220,10 +219,7 @@ def _positions_figure(plt, evals: dict, out: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> str:
     """Writes the report (module docstring); returns report.md's text."""
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--workdir", required=True)
-    p.add_argument("--readme", default="")
-    args = p.parse_args(argv)
+    args = report_utils.report_flags(argv, __doc__)
     out = os.path.join(args.workdir, "report")
     os.makedirs(out, exist_ok=True)
     stats, evals = load(args.workdir)

@@ -59,11 +59,7 @@ PLANS = {
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the stages (module docstring); 0 done, 2 user error."""
     args = reproduction.parse_args(argv, __doc__.split("\n")[0])
-    if args.variant not in PLANS:
-        print(
-            f"error: --variant={args.variant!r} is unknown; choose one of {sorted(PLANS)}.",
-            file=sys.stderr,
-        )
+    if not reproduction.known_variant(args, PLANS):
         return 2
     start, plan = time.time(), PLANS[args.variant]
     workdir = os.path.abspath(args.workdir)

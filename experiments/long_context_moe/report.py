@@ -11,7 +11,6 @@ multi_needle.png and nll_position.png (cumulative NLL vs position with the fit).
 
 from __future__ import annotations
 
-import argparse
 import csv
 import os
 import re
@@ -266,10 +265,7 @@ def write_csv(path: str, runs: list[dict]) -> None:
 
 def main(argv: Sequence[str] | None = None) -> str:
     """Writes the report; returns its markdown."""
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--workdir", required=True)
-    p.add_argument("--readme", default="", help="splice the report into this README")
-    args = p.parse_args(argv)
+    args = report_utils.report_flags(argv, __doc__)
     pretrain = load_runs(os.path.join(args.workdir, "pretrain"))
     needle = load_runs(os.path.join(args.workdir, "needle"))
     out = os.path.join(args.workdir, "report")

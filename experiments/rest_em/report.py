@@ -7,7 +7,6 @@ difficulty, train vs test over iterations).
 
 from __future__ import annotations
 
-import argparse
 import os
 from collections.abc import Sequence
 
@@ -208,10 +207,7 @@ def build(r: dict, out: str) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The CLI (module docstring)."""
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--workdir", required=True)
-    p.add_argument("--readme", default="")
-    args = p.parse_args(argv)
+    args = report_utils.report_flags(argv, __doc__)
     path = os.path.join(args.workdir, "results.json")
     if not os.path.exists(path):
         print(f"error: {path} does not exist; run experiments.rest_em.run first.")
