@@ -7,8 +7,8 @@ Stages (configs/equal_info.py; finished runs, shards and evaluations are skipped
 interrupted reproduction continues where it stopped):
   1 m1        WORKDIR/m1/base: a byte-level LM on the corpus (M1);
   2 compress  WORKDIR/tokens/METHOD: the corpus's first train/val bytes compressed by
-              every method (experiments/equal_info/compress.py), EqualInfoAC decoded back
-              on a validation group;
+              every method (experiments/equal_info/compress.py), EqualInfoAC's
+              decoding checked on a group of examples;
   3 m2        WORKDIR/m2/method=METHOD: an LM on each method's tokens, same steps;
   4 evaluate  bits/byte, uniform and unigram lines, FLOPs/byte, per-window-position loss;
   5 report    WORKDIR/report (experiments/equal_info/report.py).
