@@ -41,7 +41,7 @@ VARIANTS = {
     ),
 }  # fmt: skip
 TINY_METHODS = ("bytes", "static_ac", "ac", "eq16")
-CPU_METHODS = ("bytes", "sp", "gzip", "static_ac", "ac", "eq16", "eq32", "eq64")
+CPU_METHODS = ("bytes", "sp", "gzip", "static_ac", "ac", "eq16", "eq32")
 
 
 def _arg(arg: str | None):

@@ -17,15 +17,15 @@ shapes and rows but zeros after the decoded prefix, gets bit-identical distribut
 - EqualInfoAC[b] (`EqualInfo`): greedy windows. From a window's start, a fresh exact
   coder and M1 conditioned only on the window's bytes encode byte after byte while the
   minimal code fits b bits (and at most `max_bytes` bytes); the next window starts at
-  the first byte left out. The window's b bits: when the cap or the stream's end
-  stopped it, its minimal code zero-padded (as the paper); when a byte did not fit, a
-  b-bit point of the window's interval at which the next decoded symbol does not fit b
-  bits. The decoder decodes bytes from the point while each prefix's code fits b bits
-  (and the cap and the stream's length allow): the symbol that does not fit is the end
-  marker. Exact by construction, and every window keeps its greedy length (the paper's
-  zero padding plus look-ahead decoding is ambiguous when a byte can be added without
-  changing the padded bits). Where no such point exists the window is shortened to the
-  longest prefix that has one; `stats['cut']` counts those (~2 % of 16-bit windows).
+  the first byte left out. The window's b bits: when a byte did not fit, a b-bit point
+  of the window's interval at which the next decoded symbol does not fit b bits (and
+  which is no prefix's zero-padded code); else (cap, end, or no such point) its minimal
+  code zero-padded, as the paper. The decoder decodes bytes while they fit and stops at
+  the first prefix whose padded code is the window's bits, or before the first symbol
+  that does not fit (the end marker). Exact by construction. A zero-padded window
+  covers the shortest prefix with its padded code, shorter than the greedy window when
+  the last bytes did not move the code (`stats['cut']`). The paper always pads with
+  zeros and decodes by look-ahead, which is ambiguous in that case.
 """
 
 from __future__ import annotations
@@ -146,7 +146,14 @@ class EqualInfo:
         if w.start + len(w.encs) - 1 >= len(stream) or len(w.encs) - 1 >= self.max_bytes:
             w.open = False
 
-    def _stop_point(self, enc: ac.ExactEncoder, f: np.ndarray, hint: int) -> int | None:
+    def _padded(self, enc: ac.ExactEncoder) -> int:
+        """The coded prefix's minimal code, zero-padded to `bits` bits."""
+        k, m = enc.code()
+        return m << (self.bits - k)
+
+    def _stop_point(
+        self, enc: ac.ExactEncoder, f: np.ndarray, hint: int, exclude: set[int]
+    ) -> int | None:
         """A b-bit point in enc's interval whose next symbol under f does not fit b bits
         (the symbol's sub-interval holds that one grid point but not the cell after it),
         or None. Symbols are prefiltered in float64 (grid units), checked exactly, `hint`
@@ -168,26 +175,28 @@ class EqualInfo:
         g = np.ceil(lo - eps)
         maybe = (hi - lo < 2 + eps) & (g < hi + eps) & (g + 1 > hi - eps)
         for s in [hint, *np.flatnonzero(maybe).tolist()] if maybe[hint] else np.flatnonzero(maybe):
-            if (g := check(int(s))) is not None:
+            if (g := check(int(s))) is not None and g not in exclude:
                 return g
         return None
 
     def _close(self, w: _Window, stream: bytes) -> tuple[int, int]:
-        """(b-bit point, bytes) of a finished greedy window: the padded code when the cap
-        or the stream's end stopped it, else a point whose next byte does not fit (the
-        decoder's stop signal); shorter prefixes only when no such point exists."""
+        """(b-bit value, bytes) of a finished greedy window of n bytes. The decoder stops
+        at the first prefix whose zero-padded code is the value, or before a decoded
+        symbol that does not fit b bits. So: a stop point (a point of the window's
+        interval whose next symbol does not fit, unlike any prefix's padded code) when a
+        byte was rejected; else, or when there is none, the padded code of the n bytes,
+        covering the shortest prefix with that padded code (then `cut` if shorter)."""
         n = len(w.encs) - 1
+        padded = [self._padded(e) for e in w.encs[1:]]
         self.stats["windows"] += 1
-        if not w.rejected:
-            self.stats["capped"] += n == self.max_bytes
-            k, m = w.encs[-1].code()
-            return m << (self.bits - k), n
-        for j in range(n, 0, -1):
-            g = self._stop_point(w.encs[j], w.freqs[j], stream[w.start + j])
+        self.stats["capped"] += n == self.max_bytes
+        if w.rejected:
+            g = self._stop_point(w.encs[n], w.freqs[n], stream[w.start + n], set(padded))
             if g is not None:
-                self.stats["cut"] += j < n
-                return g, j
-        raise RuntimeError(f"no stop point for a window at byte {w.start}; use larger windows.")
+                return g, n
+        j = padded.index(padded[-1]) + 1
+        self.stats["cut"] += j < n
+        return padded[-1], j
 
     def _freqs(
         self, model: ByteModel, contexts: dict[int, bytes], width: int, batch: int
@@ -262,10 +271,11 @@ class EqualInfo:
                 s = ac.decode_symbol(value, self.bits, e.low, e.width, e.n, f, self.beta)
                 trial = e.copy()
                 trial.push(s, f)
-                if self.fits(trial):  # else s is the stop signal, not a byte
+                fits = self.fits(trial)
+                if fits:  # else s is the stop signal, not a byte
                     enc[r] = trial
                     cur[r].append(s)
                 full = len(done[r]) + len(cur[r]) >= lengths[r] or len(cur[r]) == self.max_bytes
-                if full or not self.fits(trial):
+                if full or not fits or self._padded(trial) == value:
                     done[r] += cur[r]
                     cur[r], enc[r], wi[r] = bytearray(), ac.ExactEncoder(self.beta), wi[r] + 1

@@ -51,7 +51,7 @@ PLANS = {
     "cpu": Plan(
         1536, 192, 2048, 64,
         ("bytes", "sp", "gzip", "gzip_65k", "static_ac", "static_ac_65k", "ac", "ac_65k",
-         "eq16", "eq16_65k", "eq32", "eq32_65k", "eq64", "eq64_65k"),
+         "eq16", "eq16_65k", "eq32", "eq32_65k"),
     ),
 }  # fmt: skip
 

@@ -60,8 +60,9 @@ def test_static_ac_ratio_is_eight_over_the_unigram_entropy():
 
 
 def check_windows(eq, streams, windows, model, alone=True):
-    """Each window: b bits, alone decodes to its bytes then the stop signal (a symbol
-    that does not fit); maximal unless counted as cut; all decode back together."""
+    """Each window: b bits; alone, it decodes to its bytes and then stops (its padded
+    code, first reached at its last byte, or a next symbol that does not fit); maximal
+    unless counted as cut; all decode back together."""
     cuts = 0
     for stream, wins in zip(streams, windows) if alone else ():
         assert sum(n for _, n in wins) == len(stream)
@@ -71,21 +72,20 @@ def check_windows(eq, streams, windows, model, alone=True):
             piece = stream[start : start + n + 1]
             F = compression.model_freqs(model, np.frombuffer(piece, np.uint8)[None].astype(int))[0]
             enc, ends = ac.ExactEncoder(), start + n == len(stream) or n == eq.max_bytes
-            for t in range(n if ends else n + 1):
+            for t in range(n):
                 s = ac.decode_symbol(value, eq.bits, enc.low, enc.width, enc.n, F[t])
-                trial = enc.copy()
-                trial.push(s, F[t])
-                if t < n:
-                    assert s == piece[t] and eq.fits(trial)
-                    enc = trial
-                else:
-                    assert not eq.fits(trial)  # the stop signal
-                    greedy = enc.copy()
-                    greedy.push(piece[n], F[n])
-                    cuts += eq.fits(greedy)  # the next byte would have fitted
-            if ends:  # the decoder stops by itself: no stop signal
-                k, m = enc.code()
-                assert value == m << (eq.bits - k)  # the zero-padded minimal code
+                enc.push(s, F[t])
+                assert s == piece[t] and eq.fits(enc)
+                assert (eq._padded(enc) == value) <= (t == n - 1)  # no earlier stop
+            if eq._padded(enc) != value:  # a stop point: the next symbol does not fit
+                s = ac.decode_symbol(value, eq.bits, enc.low, enc.width, enc.n, F[n])
+                stop = enc.copy()
+                stop.push(s, F[n])
+                assert not ends and not eq.fits(stop)
+            if not ends:
+                greedy = enc.copy()
+                greedy.push(piece[n], F[n])
+                cuts += eq.fits(greedy)  # the next byte would have fitted
             start += n
     if alone:
         assert cuts == eq.stats["cut"]
@@ -101,7 +101,7 @@ def test_equal_info_windows_are_exact_and_decode(bits):
     windows = eq.encode(STREAMS, model, rows=3)
     check_windows(eq, STREAMS, windows, model)
     assert eq.stats["windows"] == sum(map(len, windows))
-    assert eq.stats["cut"] <= 0.05 * eq.stats["windows"]
+    assert eq.stats["cut"] <= 0.1 * eq.stats["windows"]  # a sanity bound; runs report theirs
     # a good model packs more than b/8 bytes per window
     assert sum(map(len, STREAMS)) / eq.stats["windows"] > bits / 8
 
