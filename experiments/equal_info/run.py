@@ -14,8 +14,8 @@ interrupted reproduction continues where it stopped):
   5 report    WORKDIR/report (experiments/equal_info/report.py).
 The corpus is the Python standard library's sources (written to WORKDIR/data), or with
 --data_path a folder holding train/ and val/ folders of UTF-8 .txt documents.
-`cpu` takes about 75 minutes on 2 cores (M1 ~12, compression ~25, M2 ~30); `tiny`
-(the test) well under a minute. Exit codes: 0 done, 2 user error.
+`cpu` takes about 1 h 45 min on 2 cores (M1 12 min, compression ~25, M2 ~65 for seven
+runs two at a time); `tiny` (the test) well under a minute. Exit codes: 0 done, 2 user error.
 """
 
 from __future__ import annotations
