@@ -11,8 +11,9 @@ paper's examples; SentencePiece tokenises whole documents). OUT/METHOD/SPLIT/ re
 shard-NNNNN.npy (uint16 token ids, the engine's `tokens` format) and shard-NNNNN.json
 (bytes covered, tokens, windows). M1-driven methods (ac, eq*) need --m1, a byte-level
 LM run (configs/equal_info.py stage=m1); its next-byte distributions drive the coder.
-Before its first shard, each EqualInfoAC coder encodes the first 512 bytes of a group of
-examples and decodes them back through M1, byte for byte (M1 must be exact). Resumable: finished shards are kept and a rerun continues; a progress line shows
+Before its first shard, each EqualInfoAC coder encodes the first 512 bytes of a group
+of examples and decodes them back through M1, byte for byte (M1 must be exact).
+Resumable: finished shards are kept and a rerun continues; a progress line shows
 the rate and the time left. Text that is not UTF-8 is refused (exit 2, naming the file):
 every method then covers the same characters. Exit codes: 0 done, 2 user error.
 """
