@@ -40,7 +40,7 @@ VARIANTS = {
         corpus_mb=12,
     ),
 }  # fmt: skip
-TINY_METHODS = ("bytes", "static_ac", "ac", "eq16")
+TINY_METHODS = ("bytes", "ac", "eq16")
 CPU_METHODS = ("bytes", "sp", "gzip", "static_ac", "ac", "eq16", "eq32")
 
 

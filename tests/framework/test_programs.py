@@ -67,6 +67,7 @@ GROUPS = [
         "train.checkpoint_every_epochs": 0.5,
         "train.checkpoint_every_steps": 0,
         "data.path": "CORPUS",
+        "data.val_path": "CORPUS",  # token files' validation set: the data, not a program
     },
     {
         "data.source": "SHARDS",
