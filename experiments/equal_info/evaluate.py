@@ -54,10 +54,12 @@ def position_losses(run_dir: str, per_window: int, rows: int = VAL_ROWS) -> dict
     val = examples.token_rows(d.val_path, d.tokens_vocab_size, d.seq_len)
     tokens_BT = np.concatenate([val["inputs"][:rows], val["targets"][:rows, -1:]], axis=1)
     pos_T = np.arange(1, tokens_BT.shape[1]) % per_window  # each target's place in its window
-    out = {}
+    out, (model, _, trainer) = {}, sample.load_run(run_dir)  # one model, each step's params
+    graphdef = nnx.split(model)[0]
     for step in checkpoint.saved_steps(run_dir):
-        model, _, _ = sample.load_run(run_dir, step)
-        nll_BT = -np.asarray(decoding.score_tokens(*nnx.split(model), tokens_BT))
+        params, _ = checkpoint.restore_params(run_dir, step, trainer.abstract_state["params"])
+        params = nnx.split(trainer.merge(params))[1]
+        nll_BT = -np.asarray(decoding.score_tokens(graphdef, params, tokens_BT))
         out[step] = [float(nll_BT[:, pos_T == p].mean()) for p in range(per_window)]
     return out
 
