@@ -25,6 +25,7 @@ from etils import epath
 from jax.experimental import multihost_utils
 
 from framework import config as config_lib, files
+from framework.variables import union
 from framework.config import ConfigError
 from optim.param_groups import path_str
 
@@ -306,15 +307,16 @@ def _sources(workdir: str, which: str | int) -> list[tuple[str, int]]:
     return [(os.path.join(directory, str(s), "state"), s) for s in steps]
 
 
-def _saved_param_digests(source: str, workdir: str) -> dict:
-    """The digests saved with the parameters at `source` (keyed by parameter path)."""
+def _saved_param_digests(source: str, workdir: str, key: str = "params") -> dict:
+    """The digests saved with the state's subtree `key` at `source` (keyed by path)."""
     if source.endswith("default"):  # best/<step>/default: best.json holds them
         return (files.read_json(os.path.join(workdir, "best.json"), {}) or {}).get("digests") or {}
     path = os.path.join(os.path.dirname(source), INTEGRITY)
     if not os.path.isdir(path):
         return {}
     saved = ocp.JsonCheckpointHandler().restore(epath.Path(path)) or {}
-    return {k[len("params/") :]: v for k, v in saved.items() if k.startswith("params/")}
+    prefix = f"{key}/"
+    return {k[len(prefix) :]: v for k, v in saved.items() if k.startswith(prefix)}
 
 
 def check_loadable(workdir: str, which: str | int, target: Any) -> None:
@@ -332,10 +334,28 @@ def restore_params(
     workdir: str, which: str | int = "latest", target: Any = None
 ) -> tuple[Any, int]:
     """(params, step) of the run in `workdir`; see load_params for `which` and `target`."""
+    return restore_variables(workdir, which, {"params": target})
+
+
+def restore_variables(workdir: str, which: str | int, parts: dict[str, Any]) -> tuple[Any, int]:
+    """(variables, step): the union of the train state's subtrees named in `parts` ({key:
+    target}, e.g. {'params': ..., 'model_state': ...}; framework/variables.py), each
+    restored into its target as restore_params does. `best/` holds the evaluated
+    variables already united, under 'params'."""
     for source, step in _sources(workdir, which):
         try:
-            params = _restore_subtree(source, "params", target)
-            problem = verify(params, _saved_param_digests(source, workdir), partial=True)
+            if source.endswith("default"):  # best/: one tree
+                targets = list(parts.values())
+                target = None if targets[0] is None else functools.reduce(union, targets)
+                params = _restore_subtree(source, "params", target)
+                problem = verify(params, _saved_param_digests(source, workdir), partial=True)
+            else:
+                params, problem = {}, None
+                for key, target in parts.items():
+                    part = _restore_subtree(source, key, target)
+                    digests_ = _saved_param_digests(source, workdir, key)
+                    problem = problem or verify(part, digests_, partial=True)
+                    params = union(params, part)
         except ConfigError:
             raise
         except Exception as e:  # noqa: BLE001 - unreadable: the previous one, if allowed

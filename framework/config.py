@@ -193,6 +193,9 @@ def base_config() -> ConfigDict:
             # Share compiled programs with earlier runs of this process whose programs
             # are the same (inline sweeps, loops, tests; framework/programs.py).
             reuse_programs=True,
+            # > 0: keep an exponential moving average of the parameters (state 'ema',
+            # checkpointed) with this decay per step; evaluation then uses it.
+            ema_decay=0.0,
         )
     )
     c.mesh = ConfigDict(dict(data=-1, fsdp=1, expert=1, tensor=1, rules="dp"))
@@ -272,6 +275,8 @@ def validate(config: ConfigDict) -> None:
             raise ConfigError(
                 f"optimizer.{key}={config.optimizer[key]} is negative; it must be >= 0."
             )
+    if not 0.0 <= config.train.ema_decay < 1.0:
+        raise ConfigError(f"train.ema_decay={config.train.ema_decay} must be in [0, 1) (0: off).")
     if "sample" in config and config.sample.temperature < 0:
         raise ConfigError(f"sample.temperature={config.sample.temperature} must be >= 0.")
     load_class(config.task, "Task", "task")

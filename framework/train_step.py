@@ -16,7 +16,7 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 import optim
-from framework import metrics as metrics_lib, sharding
+from framework import metrics as metrics_lib, sharding, variables
 from models import partitioning
 
 
@@ -44,27 +44,39 @@ class TrainStep:
             return self._step(state, batch, schedule_args)
 
     def _loss(
-        self, params: Any, batch: dict, rng: jax.Array, step: jax.Array, reference: Any = None
+        self,
+        params: Any,
+        batch: dict,
+        rng: jax.Array,
+        step: jax.Array,
+        model_state: Any = None,
+        reference: Any = None,
     ) -> Any:
+        """(loss, (metrics, the model state after this forward pass))."""
+        model = self.merge(variables.union(params, model_state))
         if reference is None:
-            loss, metrics = self.task.loss(self.merge(params), batch, rng)
+            loss, metrics = self.task.loss(model, batch, rng)
         else:  # a task with a reference run gets its (frozen) model too
             ref_model = self.merge(jax.lax.stop_gradient(reference))
-            loss, metrics = self.task.loss(self.merge(params), batch, rng, reference=ref_model)
+            loss, metrics = self.task.loss(model, batch, rng, reference=ref_model)
         nan_at = self.config.debug.nan_at_step
         if nan_at >= 0:  # fault injection, to test the NaN guard end to end
             loss = loss * jnp.where(step + 1 == nan_at, jnp.nan, 1.0)
-        return loss, metrics
+        new_state = variables.model_state(model) if model_state is not None else None
+        return loss, (metrics, new_state)
 
     def _step(self, state: dict, batch: dict, schedule_args: dict) -> tuple[dict, dict]:
         step, params = state["step"], state["params"]
         rng = jax.random.fold_in(jax.random.wrap_key_data(state["rng"]), step)
         loss_fn = functools.partial(self._loss, reference=state.get("reference"))
         grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+        model_state = state.get("model_state")
         if self.config.train.grad_accum_steps == 1:
-            (loss, metrics), grads = grad_fn(params, batch, rng, step)
+            (loss, (metrics, model_state)), grads = grad_fn(params, batch, rng, step, model_state)
         else:
-            loss, metrics, grads = self._accumulate(grad_fn, params, batch, rng, step)
+            loss, metrics, grads, model_state = self._accumulate(
+                grad_fn, params, batch, rng, step, model_state
+            )
         if self.config.optimizer.freeze:  # frozen: no update, and not in grad_norm
             trainable = optim.trainable_mask(params, self.config.optimizer.freeze)
             grads = jax.tree.map(lambda g, t: g if t else jnp.zeros_like(g), grads, trainable)
@@ -81,6 +93,13 @@ class TrainStep:
             "params": keep(new_params, params),
             "opt_state": keep(opt_state, state["opt_state"]),
         }
+        if model_state is not None:
+            new_state["model_state"] = keep(model_state, state["model_state"])
+        decay = self.config.train.ema_decay
+        if decay:  # an EMA of the (guarded) params, what evaluation then uses
+            new_state["ema"] = jax.tree.map(
+                lambda e, p: decay * e + (1.0 - decay) * p, state["ema"], new_state["params"]
+            )
         metrics = {k: v for k, v in metrics.items() if not k.startswith("_")}
         if self.config.train.log_tensor_rms:
             metrics.update(tensor_rms(grads, updates, schedule(step)))
@@ -93,10 +112,12 @@ class TrainStep:
         )
         return new_state, metrics
 
-    def _accumulate(self, grad_fn, params, batch, rng, step) -> tuple[Any, dict, Any]:
+    def _accumulate(self, grad_fn, params, batch, rng, step, model_state) -> tuple:
         """Loss, metrics and gradients summed over microbatches, weighted by each one's
         '_weight' metric (e.g. its unmasked tokens) so they equal the full-batch mean;
-        maxima ('<name>_max' metrics) combine by max."""
+        maxima ('<name>_max' metrics) combine by max. The model state (BatchNorm
+        statistics) passes through the microbatches in turn. Returns (loss, metrics,
+        grads, model state)."""
         accum = self.config.train.grad_accum_steps
         # Microbatch i takes rows i, i+accum, ... so that every device keeps its own
         # rows (a contiguous split would move rows between devices every step).
@@ -110,17 +131,22 @@ class TrainStep:
 
         def body(carry, xs):
             i, micro = xs
-            (loss, metrics), grads = grad_fn(params, micro, jax.random.fold_in(rng, i), step)
+            c_loss, c_metrics, c_grads, c_total, c_state = carry
+            (loss, (metrics, new_state)), grads = grad_fn(
+                params, micro, jax.random.fold_in(rng, i), step, c_state
+            )
             w = metrics.get("_weight", jnp.ones(()))
-            c_loss, c_metrics, c_grads, c_total = carry
             metrics = {
                 k: jnp.maximum(c_metrics[k], v) if is_max(k) else c_metrics[k] + v * w
                 for k, v in metrics.items()
             }
             grads = jax.tree.map(lambda a, g: a + g * w, c_grads, grads)
-            return (c_loss + loss * w, metrics, grads, c_total + w), None
+            return (c_loss + loss * w, metrics, grads, c_total + w, new_state), None
 
-        (loss_shape, metric_shapes), grad_shapes = jax.eval_shape(grad_fn, params, batch, rng, step)
+        first = jax.tree.map(lambda x: x[: x.shape[0] // accum], batch)
+        (loss_shape, (metric_shapes, _)), grad_shapes = jax.eval_shape(
+            grad_fn, params, first, rng, step, model_state
+        )
         zeros = (
             jnp.zeros(loss_shape.shape, loss_shape.dtype),
             {
@@ -129,11 +155,12 @@ class TrainStep:
             },
             jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), grad_shapes),
             jnp.zeros(()),
+            model_state,
         )
         xs = (jnp.arange(accum), jax.tree.map(split, batch))
-        (loss, metrics, grads, total), _ = jax.lax.scan(body, zeros, xs)
+        (loss, metrics, grads, total, model_state), _ = jax.lax.scan(body, zeros, xs)
         loss, grads = jax.tree.map(lambda x: x / total, (loss, grads))
-        return loss, metrics_lib.finalize(metrics, total), grads
+        return loss, metrics_lib.finalize(metrics, total), grads, model_state
 
 
 def _rms(x: jax.Array) -> jax.Array:

@@ -8,9 +8,12 @@ takes the workdir's lock (one run per workdir) and only then touches the disk.
 The train state is a plain pytree:
   {'step': int32[], 'params': pure dict of the NNX model's Params,
    'opt_state': optax state, 'rng': uint32 key data}
-so that orbax checkpoints hold readable parameter paths and the jitted step
-is an ordinary function of arrays (the NNX model is rebuilt inside it with
-`nnx.merge`, which costs nothing after tracing).
+plus, when they exist, 'model_state' (BatchNorm statistics, framework/variables.py) and
+'ema' (an exponential moving average of the params, train.ema_decay > 0), so that orbax
+checkpoints hold readable parameter paths and the jitted step is an ordinary function
+of arrays (the NNX model is rebuilt inside it with `nnx.merge`, which costs nothing
+after tracing). Evaluators get the model's variables: the params (the EMA when kept)
+with the model state (`Trainer.variables`).
 
 Resuming (see README "Resuming"): a re-run continues from the newest checkpoint
 that reads back and matches its digests; a finished run returns its result.json
@@ -49,6 +52,7 @@ from framework import (
     programs,
     sharding,
     train_step,
+    variables as variables_lib,
     workdir as workdir_lib,
 )
 
@@ -92,10 +96,10 @@ class Trainer:
         self._compiled_step = None
         ctx = evaluators_lib.EvalContext(
             mesh=self.mesh,
-            params_sharding=self.state_sharding["params"],
+            params_sharding=self.variables_sharding,
             merge=self.merge,
             train_batch_size=self.batch_size,
-            initial_params=lambda: self._init()["params"],
+            initial_params=lambda: self.variables(self._init()),
             workdir=workdir,
             program_base=self._program_base,
         )
@@ -117,24 +121,39 @@ class Trainer:
         program_key = None if base is None else programs.key(kind, base)
         return jax.tree.map(lambda x: x, programs.get_or_build(program_key, build))
 
-    def _abstract_model(self) -> tuple[Any, dict, dict]:
-        """(graphdef, abstract params, their logical axis names) of the task's model."""
+    def _abstract_model(self) -> tuple[Any, dict, dict, dict, dict]:
+        """(graphdef, abstract params, their logical axis names, abstract model state,
+        its logical axis names) of the task's model."""
         abstract_model = nnx.eval_shape(lambda: self.task.build_model(nnx.Rngs(0)))
-        graphdef, abstract_params, rest = nnx.split(abstract_model, nnx.Param, ...)
+        graphdef, abstract_params, abstract_ms, rest = variables_lib.split(abstract_model)
         if jax.tree.leaves(rest):
-            raise TypeError("a task's model may hold only nnx.Param state (pass rngs at call).")
-        logical = nnx.to_pure_dict(nnx.get_partition_spec(abstract_params))
-        return graphdef, nnx.to_pure_dict(abstract_params), logical
+            raise TypeError(
+                "a task's model may hold only nnx.Param and nnx.BatchStat state (pass rngs "
+                "at call)."
+            )
+        spec = lambda s: nnx.to_pure_dict(nnx.get_partition_spec(s))
+        pure = nnx.to_pure_dict
+        return (
+            graphdef,
+            pure(abstract_params),
+            spec(abstract_params),
+            pure(abstract_ms),
+            spec(abstract_ms),
+        )
 
     def _build_state_functions(self) -> None:
         config, task = self.config, self.task
         # A task with a reference run (e.g. a KL penalty to it) carries its parameters
         # in the state: frozen, sharded like the params, checkpointed (exact resume).
         self.reference = getattr(task, "reference_run", "")
-        self.graphdef, abstract_params, logical = self._shapes("model", self._abstract_model)
+        self.graphdef, abstract_params, logical, abstract_ms, ms_logical = self._shapes(
+            "model", self._abstract_model
+        )
         params_sharding = sharding.param_shardings(
             logical, abstract_params, self.mesh, config.mesh.rules
         )
+        self.has_model_state = bool(jax.tree.leaves(abstract_ms))
+        self.ema_decay = float(config.train.ema_decay)
         self.schedule = self._make_schedule(config.optimizer.lr)
         self.tx = optim.build_optimizer(config.optimizer, self.schedule, abstract_params)
         abstract_opt = jax.eval_shape(self.tx.init, abstract_params)
@@ -149,13 +168,22 @@ class Trainer:
         }
         if self.reference:
             self.state_sharding["reference"] = params_sharding
+        ms_sharding = None
+        if self.has_model_state:
+            ms_sharding = sharding.param_shardings(
+                ms_logical, abstract_ms, self.mesh, config.mesh.rules
+            )
+            self.state_sharding["model_state"] = ms_sharding
+        if self.ema_decay:
+            self.state_sharding["ema"] = params_sharding
+        self.variables_sharding = variables_lib.union(params_sharding, ms_sharding)
         self.batch_sharding = sharding.batch_sharding(self.mesh)
 
         # The seed is an argument of the compiled init (not a constant in it), so the points
         # of a seed sweep share one init program through the persistent compilation cache.
         def init(seed: jax.Array) -> dict[str, Any]:
             params_key, train_key = jax.random.split(jax.random.key(seed))
-            params = initial_params(task, params_key)
+            params, model_state = initial_variables(task, params_key)
             state = {
                 "step": jnp.zeros((), jnp.int32),
                 "params": params,
@@ -164,6 +192,10 @@ class Trainer:
             }
             if self.reference:  # filled from the reference run by _initial_state
                 state["reference"] = params
+            if self.has_model_state:
+                state["model_state"] = model_state
+            if self.ema_decay:
+                state["ema"] = params
             return state
 
         self.abstract_state = jax.tree.map(
@@ -172,6 +204,7 @@ class Trainer:
             self.state_sharding,
         )
         self._init_fn = jax.jit(init, out_shardings=self.state_sharding)
+        self.abstract_variables = self.variables(self.abstract_state)
         # The schedule's values that a learning-rate sweep changes (the peak, and a final
         # fraction a config may derive from it) are arguments of the compiled step, not
         # constants in it, so the points of such a sweep share one program through the
@@ -246,9 +279,24 @@ class Trainer:
         (new state, device metrics); `state` is donated. For benchmarks and tools."""
         return self.compile_step()(state, batch, self.schedule_args)
 
-    def merge(self, params: Any) -> nnx.Module:
-        """The NNX model holding `params` (a pure dict)."""
-        return nnx.merge(self.graphdef, params)
+    def merge(self, variables: Any) -> nnx.Module:
+        """The NNX model holding `variables` (a pure dict: params, or their union with the
+        model state; see `variables`)."""
+        return nnx.merge(self.graphdef, variables)
+
+    def variables(self, state: dict) -> dict:
+        """What evaluation uses of a train state: the params (their EMA when
+        train.ema_decay > 0) with the model state (e.g. BatchNorm statistics)."""
+        params = state["ema"] if self.ema_decay else state["params"]
+        return variables_lib.union(params, state.get("model_state"))
+
+    def restore_variables(self, which: str | int = "latest") -> tuple[dict, int]:
+        """(variables, step) of this run's checkpoint `which` ('latest', 'best', a step),
+        placed as the trainer places them (see checkpoint.restore_variables)."""
+        parts = {"ema" if self.ema_decay else "params": self.abstract_state["params"]}
+        if self.has_model_state:
+            parts["model_state"] = self.abstract_state["model_state"]
+        return checkpoint.restore_variables(self.workdir, which, parts)
 
     # ---- inspecting -------------------------------------------------------------
 
@@ -316,13 +364,11 @@ class Trainer:
         'eval' (e.g. evaluations added to a finished run's config).
         """
         with workdir_lib.lock(self.workdir):
-            params, step = checkpoint.restore_params(
-                self.workdir, "latest", self.abstract_state["params"]
-            )
+            variables, step = self.restore_variables("latest")
             writer = metrics_lib.MetricWriter(self.workdir)
             results = {}
             for name, evaluator in self.evaluators.items():
-                results[name] = evaluator.run_at(params, step)
+                results[name] = evaluator.run_at(variables, step)
                 writer.write(step, name, results[name])
                 logging.info("eval %s @ %d: %s", name, step, _fmt(results[name]))
             writer.close()
@@ -486,7 +532,7 @@ class Trainer:
             ckpt.save(final_step, state, data_iter)
             if self.evaluators and status == "done":
                 self._evaluate(final_step, state, evals, writer, best, final=True)
-            self.task.on_train_end(self.merge(state["params"]), self.workdir)
+            self.task.on_train_end(self.merge(self.variables(state)), self.workdir)
         ckpt.wait()
         result = self._result(
             status, final_step, log.last, evals, log.first_loss, log.t_start, ckpt.latest_step()
@@ -542,17 +588,17 @@ class Trainer:
         ran = {}
         for name, evaluator in self.evaluators.items():
             if final or evaluator.due(step, self.steps["eval_every"]):
-                ran[name] = evals[name] = evaluator.run_at(state["params"], step)
+                ran[name] = evals[name] = evaluator.run_at(self.variables(state), step)
                 writer.write(step, name, ran[name])
                 logging.info("eval %s @ %d: %s", name, step, _fmt(ran[name]))
         writer.flush()
         if best is None or best.evaluator not in ran:
             return False
-        return best.update(step, ran, state["params"])
+        return best.update(step, ran, self.variables(state))
 
     def _best_result(self, best: early_stopping.BestKeeper, writer) -> dict[str, Any]:
         """result.json's 'best': the best evaluation and the evaluators re-run on its params."""
-        params = best.restore(self.abstract_state["params"])
+        params = best.restore(self.abstract_variables)
         out = dict(best.state)
         out["eval"] = {n: e.run_at(params, best.state["step"]) for n, e in self.evaluators.items()}
         for name, metrics in out["eval"].items():
@@ -584,14 +630,20 @@ class Trainer:
         }
 
 
-def initial_params(task: Any, key: jax.Array | int) -> dict:
-    """The task model's parameters at init (a pure dict), as the trainer creates them.
+def initial_variables(task: Any, key: jax.Array | int) -> tuple[dict, dict]:
+    """(params, model state) of the task's model at init (pure dicts; the state {} for a
+    model without), as the trainer creates them.
 
     An int is a config seed: the params key is then derived as the trainer does."""
     if isinstance(key, int):
         key = jax.random.split(jax.random.key(key))[0]
     model = task.build_model(nnx.Rngs(key))
-    return nnx.to_pure_dict(nnx.state(model, nnx.Param))
+    return nnx.to_pure_dict(nnx.state(model, nnx.Param)), variables_lib.model_state(model)
+
+
+def initial_params(task: Any, key: jax.Array | int) -> dict:
+    """The task model's parameters at init (a pure dict), as the trainer creates them."""
+    return initial_variables(task, key)[0]
 
 
 def _fmt(metrics: dict[str, float]) -> str:

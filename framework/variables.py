@@ -1,0 +1,43 @@
+"""A model's variables as the trainer holds them: parameters (nnx.Param, trained by the
+optimizer) and model state (nnx.BatchStat: BatchNorm's running statistics, updated by
+the forward pass in training mode, never by the optimizer).
+
+Both are pure nested dicts with disjoint leaf paths; their union ("variables") is what
+`nnx.merge` needs to rebuild the model, what evaluators evaluate and what `best/` keeps.
+A model without state has variables == params, so nothing changes for it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flax import nnx
+
+STATE_TYPES = (nnx.BatchStat,)  # the non-parameter state a model may hold
+
+
+def union(params: dict, model_state: dict | None) -> dict:
+    """The nested dict holding the leaves of both (their paths are disjoint)."""
+    if not model_state:
+        return params
+    out = dict(params)
+    for k, v in model_state.items():
+        if k in out:
+            if not isinstance(out[k], dict) or not isinstance(v, dict):
+                raise ValueError(f"variable {k!r} is both a parameter and model state.")
+            out[k] = union(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def split(model: nnx.Module) -> tuple[Any, dict, dict, Any]:
+    """(graphdef, params, model state, anything else) of `model`; the first three as
+    nnx.State, the state possibly empty; a model may hold nothing else."""
+    graphdef, params, state, rest = nnx.split(model, nnx.Param, STATE_TYPES, ...)
+    return graphdef, params, state, rest
+
+
+def model_state(model: nnx.Module) -> dict:
+    """The model's state (e.g. BatchNorm statistics) as a pure dict ({} if none)."""
+    return nnx.to_pure_dict(nnx.state(model, STATE_TYPES))
