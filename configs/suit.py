@@ -9,26 +9,38 @@ Arms, at equal token count:
   stem  SuiT's conv stem and pooling over square-grid labels: the stem without superpixels
   suit  SuiT: the same over SLIC superpixels computed on the augmented image
 Arguments:
-  variant    tiny (procedural voronoi-count; tests) | cpu (CIFAR-10 32x32) | paper
-             (SuiT-Tiny, ImageNet-1k at 224, the official recipe)
+  variant    tiny (procedural voronoi-count; tests) | procedural (the same, longer: V3)
+             | cpu (CIFAR-10 32x32) | paper (SuiT-Tiny, ImageNet-1k at 224, the official
+             recipe)
   arm        vit | stem | suit
   data_path  the images (data/images.py source); '' = the variant's default
   epochs     training epochs (0 = the variant's); steps overrides it when > 0; seed
-  eval_segments  extra final evaluations with these superpixel counts ('36+49'):
-             adaptive inference, no retraining
+  eval_segments  final evaluations with these superpixel counts ('36+49'; default the
+             variant's for stem and suit): adaptive inference, no retraining
 The experiment (`python -m experiments.suit.run`) runs every arm with two seeds.
 """
 
 from framework.config import ConfigError, parse_arg
+from framework.sweep import product
 from framework.tasks import image_classify
 
 ARMS = ("vit", "stem", "suit")
+IMAGENET_TRAIN = 1_281_167
+SEEDS = {"tiny": (0,), "procedural": (0, 1), "cpu": (0, 1), "paper": (0, 1)}
+# Adaptive inference: the final evaluations with fewer superpixels (stem: coarser grids)
+EVAL_SEGMENTS = {"tiny": (9,), "procedural": (4, 9), "cpu": (16, 36, 49), "paper": (100, 144)}
 SUPERPIXELS = {"vit": "none", "stem": "grid", "suit": "slic"}
 VARIANTS = {
     # tiny: 32x32 voronoi-count, 16 tokens; cpu: CIFAR-10, 64 tokens, ~0.8M parameters
     "tiny": dict(
         source="procedural:voronoi-count:1024", image_size=32, d=64, layers=2, heads=2, mlp=2,
         patch=8, segments=16, batch=32, epochs=1.0, lr=2e-3, wd=0.05, warmup_epochs=0.1,
+        normalization="cifar10",
+    ),
+    # V3 at CPU scale: the same shapes as tiny, longer, on more images
+    "procedural": dict(
+        source="procedural:voronoi-count:8192", image_size=32, d=64, layers=2, heads=2, mlp=2,
+        patch=8, segments=16, batch=64, epochs=8.0, lr=2e-3, wd=0.05, warmup_epochs=0.5,
         normalization="cifar10",
     ),
     "cpu": dict(
@@ -48,7 +60,7 @@ VARIANTS = {
 def _arg(arg: str | None):
     a = parse_arg(
         arg, variant="cpu", arm="suit", data_path="", epochs=0.0, steps=0, seed=0,
-        eval_segments="",
+        eval_segments="default",
     )  # fmt: skip
     if a.variant not in VARIANTS:
         raise ConfigError(f"variant={a.variant!r} is unknown; choose one of {sorted(VARIANTS)}.")
@@ -87,11 +99,15 @@ def get_config(arg: str | None = None):
     if a.variant == "paper":
         _paper_recipe(c)
     c.evals.test.batch_size = 256 if a.variant != "tiny" else 64
-    for k in (int(s) for s in a.eval_segments.split("+") if s):
-        c.evals[f"test_k{k}"] = dict(
-            kind="framework.tasks.image_classify", split="test", num_segments=k,
-            final_only=True, batch_size=c.evals.test.batch_size,
-        )  # fmt: skip
+    segments = a.eval_segments
+    if segments == "default":
+        segments = "" if a.arm == "vit" else "+".join(map(str, EVAL_SEGMENTS[a.variant]))
+    for k in (int(s) for s in segments.split("+") if s):
+        with c.unlocked():
+            c.evals[f"test_k{k}"] = dict(
+                kind="framework.tasks.image_classify", split="test", num_segments=k,
+                final_only=True, batch_size=c.evals.test.batch_size,
+            )  # fmt: skip
     return c
 
 
@@ -112,5 +128,17 @@ def _paper_recipe(c) -> None:
     c.schedule.final_lr_fraction = 1e-5 / c.optimizer.lr
     c.optimizer.grad_clip_norm = 1.0
     c.train.ema_decay = 0.99996
-    c.train.checkpoint_every_epochs = 1.0
-    c.train.eval_every_epochs = 10.0
+    # In steps, so that a dry run needs no data: ImageNet-1k has 1,281,167 training images
+    epoch = round(IMAGENET_TRAIN / c.train.batch_size)
+    epochs = c.train.total_epochs
+    c.train.total_epochs, c.schedule.warmup_epochs = 0.0, 0.0
+    c.train.total_steps = c.train.total_steps or round(epochs * epoch)
+    c.schedule.warmup_steps = 5 * epoch
+    c.train.checkpoint_every_steps = epoch
+    c.train.eval_every_steps = 10 * epoch
+
+
+def get_sweep(arg: str | None = None) -> list[dict]:
+    """Every arm with the variant's seeds."""
+    a = _arg(arg)
+    return product({"arg:arm": list(ARMS)}, {"arg:seed": list(SEEDS[a.variant])})

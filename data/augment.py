@@ -323,7 +323,11 @@ def _sample_magnitude(key: Array, magnitude: float, std: float, max_magnitude: f
     if std == math.inf:
         m = jax.random.uniform(key, minval=0.0, maxval=magnitude)
     else:
-        m = magnitude + std * jax.random.normal(key) if std > 0 else jnp.float32(magnitude)
+        m = (
+            magnitude + std * jax.random.normal(key)
+            if std > 0
+            else jnp.asarray(magnitude, jnp.float32)
+        )
     return jnp.clip(m, 0.0, max_magnitude)
 
 

@@ -54,6 +54,8 @@ from data.examples import DataError
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 CACHE_FORMAT = 1  # bump when decoding changes: old cache files are then ignored
 PROGRESS_EVERY_S = 5.0
+# what a corrupt or non-image member raises (PIL, zlib, zipfile's CRC check)
+DECODE_ERRORS = (OSError, ValueError, SyntaxError, zipfile.BadZipFile, Image.DecompressionBombError)
 FORMS = "a .zip, a folder laid out split/class/image, procedural:voronoi-count or tfds:NAME"
 
 
@@ -239,7 +241,7 @@ def _decode_members(kind: str, path: str, members: list, image_size: int) -> np.
         name = members[k][1]
         try:
             return _decode(read(name), image_size)
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        except DECODE_ERRORS as e:
             raise DataError(
                 f"{path}: {name} is not a decodable image ({type(e).__name__}); "
                 "remove or replace it."
@@ -267,15 +269,15 @@ def _load_files(kind: str, path: str, split: str, image_size: int, cache_dir: st
             f"add images as {split}/class_name/image.jpg."
         )
     members.sort()
-    if 0 < limit < len(members):  # a fixed random subset, in member order: classes stay mixed
+    if 0 < limit < len(members):  # a fixed random subset (in member order): every class in it
         keep = np.sort(np.random.default_rng(0).choice(len(members), limit, replace=False))
         members = [members[k] for k in keep]
-    cache = _cache_path(kind, path, split, image_size, members, cache_dir)
+    class_names = tuple(sorted(classes))
+    cache = _cache_path(kind, path, split, image_size, [class_names, members], cache_dir)
     cached = _read_cache(cache)
     if cached is not None:
         return cached
     start = time.monotonic()
-    class_names = tuple(sorted(classes))
     ids = {c: i for i, c in enumerate(class_names)}
     labels = np.asarray([ids[m[0]] for m in members], np.int32)
     data = ImageSet(_decode_members(kind, path, members, image_size), labels, class_names)
@@ -294,7 +296,7 @@ VORONOI_CLASSES = 5
 # red, green, blue, yellow, cyan, purple, gray, white: red is the only colour with
 # R - max(G, B) above 70 (it has 180), so red pixels are easy to count.
 PALETTE_HEX = "dc2828 32aa46 2850d2 e6d23c 3cc8d2 823cbe 808080 ebebe6"
-PALETTE = np.array([bytes.fromhex(h) for h in PALETTE_HEX.split()], np.uint8).astype(np.float32)
+PALETTE = np.array([list(bytes.fromhex(h)) for h in PALETTE_HEX.split()], np.float32)
 
 
 def _voronoi_chunk(rng: np.random.Generator, labels: np.ndarray, size: int) -> np.ndarray:
@@ -532,20 +534,18 @@ def padded_eval_batches(
     process its slice; every process gets the same number of batches."""
     _check_batching(batch_size, shard_index, shard_count)
     global_batch = batch_size * shard_count
-    starts = grain.MapDataset.range(
-        0, max(1, -(-len(data) // global_batch)) * global_batch, global_batch
+    stop = max(1, -(-len(data) // global_batch)) * global_batch
+    return grain.MapDataset.range(0, stop, global_batch).map(
+        functools.partial(_padded_batch, data, shard_index * batch_size, batch_size)
     )
-    return starts.map(functools.partial(_padded_batch, data, shard_index * batch_size, batch_size))
 
 
 # ----------------------------------------------------------------------------- writing
 
 
 def _encode(image: np.ndarray, fmt: str) -> bytes:
-    buf, options = (
-        io.BytesIO(),
-        {"format": "PNG"} if fmt == "png" else {"format": "JPEG", "quality": 95},
-    )
+    options = {"format": "PNG"} if fmt == "png" else {"format": "JPEG", "quality": 95}
+    buf = io.BytesIO()
     Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(buf, **options)
     return buf.getvalue()
 

@@ -54,7 +54,9 @@ def rgb_to_lab(rgb_BHW3: jax.Array) -> jax.Array:
     r, g, b = linear[..., 0], linear[..., 1], linear[..., 2]
     xyz = [(m[0] * r + m[1] * g + m[2] * b) / w for m, w in zip(_XYZ_FROM_RGB, _D65_WHITE)]
     fx, fy, fz = (
-        jnp.where(t > 0.008856, jnp.exp(jnp.log(jnp.maximum(t, 0.008856)) / 3), 7.787 * t + 16 / 116)
+        jnp.where(
+            t > 0.008856, jnp.exp(jnp.log(jnp.maximum(t, 0.008856)) / 3), 7.787 * t + 16 / 116
+        )
         for t in xyz
     )
     return jnp.stack([116.0 * fy - 16.0, 500.0 * (fx - fy), 200.0 * (fy - fz)], axis=-1)
@@ -155,24 +157,24 @@ def slic(
     `grid_labels`. `num_iters` assignment steps; see the module docstring for how this
     differs from skimage (notably: no connectivity enforcement)."""
     B, H, W, C = images_BHWC.shape
-    if C == 3:
-        colour_BHWC = jax.lax.optimization_barrier(rgb_to_lab(images_BHWC))
-    elif C == 1:
-        colour_BHWC = 100.0 * images_BHWC.astype(jnp.float32)
-    else:
-        raise ValueError(f"slic needs 1 or 3 channels, got {C}")
     gy, gx = grid_shape(H, W, num_segments)
     pixels_KP, valid_KP, slot_HW, candidates_K9 = _layout(H, W, gy, gx)
+    # Gather the raw pixels into the cell-major layout first: XLA CPU would otherwise fuse
+    # the Lab conversion into the gather and recompute it several times per element.
+    pixels_BKPC = images_BHWC.reshape(B, H * W, C)[:, pixels_KP].astype(jnp.float32)
+    if C == 3:
+        colour_BKPC = jax.lax.optimization_barrier(rgb_to_lab(pixels_BKPC))
+    elif C == 1:
+        colour_BKPC = 100.0 * pixels_BKPC
+    else:
+        raise ValueError(f"slic needs 1 or 3 channels, got {C}")
     # Features (colour * S / m, y, x): squared Euclidean distance is the SLIC distance
     # ||dLab||^2 + (m / S)^2 ||dyx||^2 scaled by (S / m)^2, which keeps the same argmin.
     scale = math.sqrt(H * W / (gy * gx)) / compactness
-    yy, xx = np.meshgrid(np.arange(H, dtype=np.float32), np.arange(W, dtype=np.float32), indexing="ij")
-    yx_HW2 = np.stack([yy, xx], axis=-1)
-    feats_BHWF = jnp.concatenate(
-        [colour_BHWC * scale, jnp.broadcast_to(yx_HW2, (B, H, W, 2))], axis=-1
+    yx_KP2 = np.stack(np.divmod(pixels_KP, W), axis=-1).astype(np.float32)
+    feats_BKPF = jnp.concatenate(
+        [colour_BKPC * scale, jnp.broadcast_to(yx_KP2, (B, *yx_KP2.shape))], axis=-1
     )
-    feats_BHWF = jax.lax.optimization_barrier(feats_BHWF)
-    feats_BKPF = feats_BHWF.reshape(B, H * W, -1)[:, pixels_KP]
     K, P, F = pixels_KP.shape + (feats_BKPF.shape[-1],)
     # Padding slots of short cells get label B * K, which segment_sum drops.
     flat_feats_NF = feats_BKPF.reshape(B * K * P, F)

@@ -293,6 +293,22 @@ class ViT(nnx.Module):
             x_BTD = block(x_BTD, mask_BT, k)
         return self.head(self.final_norm(x_BTD[:, 0])).astype(jnp.float32)
 
+    def cls_attention(
+        self, images_BHWC: jax.Array, labels_BHW: jax.Array | None = None, num_segments: int = 0
+    ) -> jax.Array:
+        """The last block's attention weights of the CLS query over the tokens [B, T-1]
+        (averaged over heads; masked tokens 0): what the classifier reads."""
+        x_BTD, mask_BT = self.tokens(images_BHWC, labels_BHW, num_segments)
+        for block in self.blocks[:-1]:
+            x_BTD = block(x_BTD, mask_BT, None)
+        last = self.blocks[-1]
+        positions_BT = jnp.zeros(x_BTD.shape[:2], jnp.int32)
+        q_BTNH, k_BTNH, _ = last.attn._qkv(last.attn_norm(x_BTD), positions_BT)
+        logits_BNS = jnp.einsum("bnh,bsnh->bns", q_BTNH[:, 0], k_BTNH) / jnp.sqrt(q_BTNH.shape[-1])
+        if mask_BT is not None:
+            logits_BNS = jnp.where(mask_BT[:, None, :], logits_BNS, -jnp.inf)
+        return jax.nn.softmax(logits_BNS.astype(jnp.float32), axis=-1).mean(1)[:, 1:]
+
 
 def param_count(model: nnx.Module) -> int:
     """Trainable parameters (nnx.Param; BatchNorm statistics are state, not counted)."""

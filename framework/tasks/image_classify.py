@@ -23,6 +23,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import optax
 from flax import nnx
 
@@ -32,7 +33,10 @@ from framework.tasks import base
 from models import vit
 
 SUPERPIXELS = ("none", "grid", "slic")
-NORMALIZATIONS = {"imagenet": augment.IMAGENET_MEAN_STD, "cifar10": augment.CIFAR10_MEAN_STD}
+NORMALIZATIONS = {
+    "imagenet": (augment.IMAGENET_MEAN, augment.IMAGENET_STD),
+    "cifar10": (augment.CIFAR10_MEAN, augment.CIFAR10_STD),
+}
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -97,12 +101,12 @@ class Task(base.Task):
             raise config_lib.ConfigError(
                 f"data.normalization={d.normalization!r}; choose one of {tuple(NORMALIZATIONS)}."
             )
-        self._eval_sets: dict[str, images_lib.ImageSet] = {}
+        self._eval_sets: dict[str, Any] = {}
         self.train_set = None
         m = dict(config.model)
         if not abstract:  # channels and classes come from the data
             try:
-                self.train_set = images_lib.load_split(
+                self.train_set = images_lib.open_source(
                     d.source,
                     d.train_split,
                     image_size=d.image_size,
@@ -111,16 +115,17 @@ class Task(base.Task):
                 )
             except examples.DataError as e:
                 raise config_lib.ConfigError(str(e)) from None
-            m["channels"] = self.train_set.image_shape[-1]
+            self.image_shape = tuple(np.shape(self.train_set[0]["image"]))
+            m["channels"] = self.image_shape[-1]
             m["num_classes"] = self.train_set.num_classes
         m["tokenizer"] = "patch" if config.superpixels.kind == "none" else "suit"
         try:
             self.model_config = vit.ViTConfig(**m)
         except ValueError as e:
             raise config_lib.ConfigError(f"model: {e}") from None
-        if self.train_set and self.train_set.image_shape[0] < self.model_config.image_size:
+        if self.train_set and self.image_shape[0] < self.model_config.image_size:
             raise config_lib.ConfigError(
-                f"the images are {self.train_set.image_shape[0]} pixels, smaller than "
+                f"the images are {self.image_shape[0]} pixels, smaller than "
                 f"model.image_size={self.model_config.image_size}; lower it or set "
                 "data.image_size."
             )
@@ -183,7 +188,9 @@ class Task(base.Task):
         labels_BHW = self.segments(x_BHWC, self.num_segments)  # before erasing and mixing
         x_BHWC = self._normalize(x_BHWC)
         if a.random_erasing:
-            x_BHWC = augment.random_erasing(k_erase, x_BHWC, a.random_erasing, mode="normal")
+            x_BHWC = augment.random_erasing(
+                k_erase, x_BHWC, a.random_erasing, mode="pixel", noise="normal"
+            )
         targets_BK = augment.smooth_labels(batch["label"], K, a.label_smoothing)
         if a.mixup_alpha or a.cutmix_alpha:
             x_BHWC, targets_BK, _ = augment.mixup_cutmix(
@@ -235,13 +242,13 @@ class Task(base.Task):
             "label": ((batch_size,), jnp.int32),
         }
 
-    def eval_set(self, split: str) -> images_lib.ImageSet:
+    def eval_set(self, split: str) -> Any:
         """The decoded split (cached after the first call)."""
         if split not in self._eval_sets:
             d = self.config.data
             name = d.eval_split if split in ("test", "val", "eval") else split
             try:
-                self._eval_sets[split] = images_lib.load_split(
+                self._eval_sets[split] = images_lib.open_source(
                     d.source, name, image_size=d.image_size, cache_dir=d.cache_dir
                 )
             except examples.DataError as e:

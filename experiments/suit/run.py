@@ -1,0 +1,76 @@
+"""The one command of the SuiT reproduction: every arm with two seeds, then the report.
+
+    python -m experiments.suit.run --workdir=runs/suit \\
+        --data_path=../shared/data/cifar10/cifar10-jpeg.zip [--variant=tiny|cpu|paper] \\
+        [--parallel=2 | --inline] [--only=REGEX] [--readme=experiments/suit/README.md]
+
+Stages (configs/suit.py; one framework.sweep each, finished runs are skipped, so an
+interrupted reproduction continues where it stopped):
+  procedural  WORKDIR/procedural: the three arms on voronoi-count (region boundaries
+              carry the label: claim V3), 2 seeds;
+  cifar10     WORKDIR/cifar10: the three arms on --data_path (CIFAR-10's JPEG zip or any
+              split/class/image folder with train and test), 2 seeds; stem and suit
+              also evaluated with fewer superpixels at the end (adaptive inference, V2).
+Then experiments/suit/report.py writes WORKDIR/report.
+  tiny   procedural only, one seed, one epoch of 1,024 images (the test; seconds)
+  cpu    both stages: about 90 minutes on 2 cores (README states the measured time)
+  paper  SuiT-Tiny's ImageNet recipe (300 epochs; tfds imagenet2012 or --data_path): a
+         multi-GPU job, not for this machine; `--dry_run` of its config works anywhere
+Exit codes: 0 done, 2 user error.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Sequence
+
+from experiments import reproduction
+from experiments.suit import report
+from framework import config as config_lib, sweep
+
+CONFIG = os.path.join(sweep.REPO, "configs", "suit.py")
+# stage folder -> (config variant, whether it reads --data_path)
+PLANS = {
+    "tiny": (("procedural", "tiny", False),),
+    "cpu": (("procedural", "procedural", False), ("cifar10", "cpu", True)),
+    "paper": (("imagenet", "paper", True),),
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the stages (module docstring); 0 done, 2 user error."""
+    args = reproduction.parse_args(argv, __doc__.split("\n")[0], default_variant="cpu")
+    if not reproduction.known_variant(args, PLANS):
+        return 2
+    start = time.time()
+    for folder, variant, reads_data in PLANS[args.variant]:
+        overrides = {}
+        if reads_data and args.data_path:
+            overrides["data.source"] = os.path.abspath(args.data_path)
+        t = time.time()
+        try:
+            sweep.run_sweep(
+                CONFIG,
+                f"variant={variant}",
+                os.path.join(args.workdir, folder),
+                1 if args.inline else args.parallel,
+                only=args.only,
+                overrides=overrides,
+                inline=args.inline,
+            )
+        except config_lib.ConfigError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        print(f"stage {folder} finished in {time.time() - t:.0f} s", flush=True)
+    report.main(reproduction.report_argv(args))
+    print(f"reproduction finished in {time.time() - start:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    from framework import metrics
+
+    metrics.quiet_library_logs()
+    raise SystemExit(main())
