@@ -62,7 +62,7 @@ def rgb_to_lab(rgb_BHW3: jax.Array) -> jax.Array:
     return jnp.stack([116.0 * fy - 16.0, 500.0 * (fx - fy), 200.0 * (fy - fz)], axis=-1)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def grid_shape(height: int, width: int, num_segments: int) -> tuple[int, int]:
     """The (gy, gx) grid of initial centres; K = gy * gx segments are used.
 
@@ -94,7 +94,7 @@ def grid_labels(height: int, width: int, gy: int, gx: int) -> np.ndarray:
     return (rows[:, None] * gx + cols[None, :]).astype(np.int32)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _layout(height: int, width: int, gy: int, gx: int):
     """Static index tables of the cell-major pixel layout (numpy):
     pixels_KP [K, P] flat pixel index of the p-th pixel of cell k (0 where padded),

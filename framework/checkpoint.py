@@ -25,8 +25,8 @@ from etils import epath
 from jax.experimental import multihost_utils
 
 from framework import config as config_lib, files
-from framework.variables import union
 from framework.config import ConfigError
+from framework.variables import union
 from optim.param_groups import path_str
 
 
