@@ -56,6 +56,11 @@ def _per_example(key: Array, images: Array, fn: Callable[[Array, Array], Array])
     return jax.vmap(fn)(jax.random.split(key, images.shape[0]), images)
 
 
+def _randint(key: Array, n: Array | int) -> Array:
+    """Uniform int32 in [0, n) (floor of a uniform: compiles far lighter than randint)."""
+    return jnp.minimum(jnp.floor(jax.random.uniform(key) * n), n - 1).astype(jnp.int32)
+
+
 def _random_flip(key: Array, image_HWC: Array) -> Array:
     """Horizontal flip with probability 0.5."""
     return jnp.where(jax.random.bernoulli(key), image_HWC[:, ::-1], image_HWC)
@@ -80,8 +85,8 @@ def random_crop_flip(key: Array, images_BHWC: Array, pad: int = 4, flip: bool = 
 
     def one(k: Array, image: Array) -> Array:
         k_y, k_x, k_flip = jax.random.split(k, 3)
-        y = jax.random.randint(k_y, (), 0, 2 * pad + 1)
-        x = jax.random.randint(k_x, (), 0, 2 * pad + 1)
+        y = _randint(k_y, 2 * pad + 1)
+        x = _randint(k_x, 2 * pad + 1)
         out = jax.lax.dynamic_slice(image, (y, x, 0), (H, W, C))
         return _random_flip(k_flip, out) if flip else out
 
@@ -139,8 +144,8 @@ def random_resized_crop(
     def one(k: Array, image: Array) -> Array:
         k_box, k_y, k_x, k_flip = jax.random.split(k, 4)
         h, w = _sample_box_size(k_box, H, W, scale, log_ratio)
-        top = jax.random.randint(k_y, (), 0, H - h + 1)
-        left = jax.random.randint(k_x, (), 0, W - w + 1)
+        top = _randint(k_y, H - h + 1)
+        left = _randint(k_x, W - w + 1)
         return _random_flip(k_flip, _resample_box(image, top, left, h, w, size, method))
 
     return _per_example(key, images_BHWC, one)
@@ -209,10 +214,8 @@ def affine_warp(image_HWC: Array, matrix: Array, fill: Fill = 0.5) -> Array:
 
     def corner(yc: Array, xc: Array) -> Array:
         valid = (yc >= 0) & (yc <= H - 1) & (xc >= 0) & (xc <= W - 1)
-        index = jnp.clip(yc, 0, H - 1).astype(jnp.int32) * W + jnp.clip(xc, 0, W - 1).astype(
-            jnp.int32
-        )
-        return jnp.where(valid[..., None], flat[index], fill_C)
+        index = jnp.clip(yc, 0, H - 1) * W + jnp.clip(xc, 0, W - 1)
+        return jnp.where(valid[..., None], flat[index.astype(jnp.int32)], fill_C)
 
     top = (1 - wx) * corner(y0, x0) + wx * corner(y0, x0 + 1)
     bottom = (1 - wx) * corner(y0 + 1, x0) + wx * corner(y0 + 1, x0 + 1)
@@ -318,16 +321,12 @@ def rand_augment_op(
     return _PIXEL_OPS[name](image_HWC, level, sign)
 
 
-def _sample_magnitude(key: Array, magnitude: float, std: float, max_magnitude: float) -> Array:
+def _sample_magnitude(key: Array, magnitude: Array, std: Array, max_magnitude: Array) -> Array:
     """timm AugmentOp: N(m, std) (U(0, m) when std is inf), clipped to [0, max_magnitude]."""
-    if std == math.inf:
-        m = jax.random.uniform(key, minval=0.0, maxval=magnitude)
-    else:
-        m = (
-            magnitude + std * jax.random.normal(key)
-            if std > 0
-            else jnp.asarray(magnitude, jnp.float32)
-        )
+    k_normal, k_uniform = jax.random.split(key)
+    inf = jnp.isinf(std)
+    gauss = magnitude + jnp.where(inf, 0.0, std) * jax.random.normal(k_normal)
+    m = jnp.where(inf, jax.random.uniform(k_uniform, maxval=magnitude), gauss)
     return jnp.clip(m, 0.0, max_magnitude)
 
 
@@ -342,7 +341,8 @@ def rand_augment(
     ops: Sequence[str] = RAND_AUGMENT_OPS,
     fill: Fill = 0.5,
 ) -> Array:
-    """timm RandAugment 'rand-m9-mstd0.5-inc1' (defaults), per image.
+    """timm RandAugment 'rand-m9-mstd0.5-inc1' (defaults), per image. Static: num_ops, ops;
+    magnitudes, prob and fill may be traced.
 
     All 15 ops of timm's increasing set are included (`RAND_AUGMENT_OPS`): AutoContrast,
     Equalize, Invert, Rotate (+-30 deg), PosterizeIncreasing (keep 4 - int(4 l) bits),
@@ -364,7 +364,7 @@ def rand_augment(
 
     def layer(k: Array, image: Array) -> Array:
         k_op, k_mag, k_sign, k_apply = jax.random.split(k, 4)
-        index = jax.random.randint(k_op, (), 0, len(ops))
+        index = _randint(k_op, len(ops))
         level = _sample_magnitude(k_mag, magnitude, magnitude_std, max_magnitude) / 10.0
         sign = jnp.where(jax.random.bernoulli(k_sign), -1.0, 1.0)
         out = jax.lax.switch(index, pixel_fns, image, level, sign)
@@ -374,9 +374,8 @@ def rand_augment(
         return jnp.where(jax.random.bernoulli(k_apply, prob), out, image)
 
     def one(k: Array, image: Array) -> Array:
-        for k_layer in jax.random.split(k, num_ops):
-            image = layer(k_layer, image)
-        return image
+        keys = jax.random.split(k, num_ops)  # a loop, not unrolled: one layer to compile
+        return jax.lax.fori_loop(0, num_ops, lambda i, x: layer(keys[i], x), image)
 
     return _per_example(key, images_BHWC, one)
 
@@ -406,8 +405,8 @@ def random_erasing(
     def one(k: Array, image: Array) -> Array:
         k_apply, k_box, k_y, k_x, k_fill = jax.random.split(k, 5)
         h, w = _sample_box_size(k_box, H, W, area, ratio_w_over_h)
-        top = jax.random.randint(k_y, (), 0, H - h + 1)
-        left = jax.random.randint(k_x, (), 0, W - w + 1)
+        top = _randint(k_y, H - h + 1)
+        left = _randint(k_x, W - w + 1)
         rows, cols = jnp.arange(H)[:, None], jnp.arange(W)[None, :]
         inside = (rows >= top) & (rows < top + h) & (cols >= left) & (cols < left + w)
         inside = inside & jax.random.bernoulli(k_apply, prob)
@@ -434,7 +433,7 @@ def cutmix(
     k_y, k_x = jax.random.split(key)
     cut = jnp.sqrt(1.0 - jnp.asarray(lam, jnp.float32))
     half_h, half_w = (H * cut).astype(jnp.int32) // 2, (W * cut).astype(jnp.int32) // 2
-    cy, cx = jax.random.randint(k_y, (), 0, H), jax.random.randint(k_x, (), 0, W)
+    cy, cx = _randint(k_y, H), _randint(k_x, W)
     y0, y1 = jnp.clip(cy - half_h, 0, H), jnp.clip(cy + half_h, 0, H)
     x0, x1 = jnp.clip(cx - half_w, 0, W), jnp.clip(cx + half_w, 0, W)
     rows, cols = jnp.arange(H)[:, None], jnp.arange(W)[None, :]
@@ -455,21 +454,16 @@ def mixup_cutmix(
     """timm Mixup in 'batch' mode (mix_prob 1): one lam ~ Beta(alpha, alpha) per batch; with both
     alphas > 0 CutMix is chosen with probability switch_prob; partner = the reversed batch.
     Returns (images, targets, lam); both alphas 0 is the identity with lam = 1."""
-    lam_one = jnp.float32(1.0)
     if mixup_alpha <= 0 and cutmix_alpha <= 0:
-        return images_BHWC, targets_BK, lam_one
+        return images_BHWC, targets_BK, jnp.float32(1.0)
     k_switch, k_lam, k_box = jax.random.split(key, 3)
-
-    def do_mixup(alpha: float) -> tuple[Array, Array, Array]:
-        lam = jax.random.beta(k_lam, alpha, alpha)
-        return (*mixup(images_BHWC, targets_BK, lam), lam.astype(jnp.float32))
-
-    def do_cutmix(alpha: float) -> tuple[Array, Array, Array]:
-        return cutmix(k_box, images_BHWC, targets_BK, jax.random.beta(k_lam, alpha, alpha))
-
-    if cutmix_alpha <= 0:
-        return do_mixup(mixup_alpha)
-    if mixup_alpha <= 0:
-        return do_cutmix(cutmix_alpha)
-    use_cutmix = jax.random.uniform(k_switch) < switch_prob
-    return jax.lax.cond(use_cutmix, lambda: do_cutmix(cutmix_alpha), lambda: do_mixup(mixup_alpha))
+    use_cutmix, alpha = cutmix_alpha > 0, max(mixup_alpha, cutmix_alpha)
+    if mixup_alpha > 0 and cutmix_alpha > 0:
+        use_cutmix = jax.random.uniform(k_switch) < switch_prob
+        alpha = jnp.where(use_cutmix, cutmix_alpha, mixup_alpha)
+    lam = jax.random.beta(k_lam, alpha, alpha).astype(jnp.float32)
+    do_cutmix = lambda: cutmix(k_box, images_BHWC, targets_BK, lam)
+    do_mixup = lambda: (*mixup(images_BHWC, targets_BK, lam), lam)
+    if isinstance(use_cutmix, bool):
+        return do_cutmix() if use_cutmix else do_mixup()
+    return jax.lax.cond(use_cutmix, do_cutmix, do_mixup)

@@ -117,7 +117,8 @@ class Trainer:
         the same model and optimizer like their init program (framework/programs.py);
         its containers copied, so no run sees another's edits."""
         base = self._init_base or self._program_base
-        kind = f"{kind} shapes, reference={bool(self.reference)}"
+        ema = bool(self.config.train.ema_decay)
+        kind = f"{kind} shapes, reference={bool(self.reference)}, ema={ema}"
         program_key = None if base is None else programs.key(kind, base)
         return jax.tree.map(lambda x: x, programs.get_or_build(program_key, build))
 
