@@ -40,13 +40,13 @@ VARIANTS = {
     # V3 at CPU scale: the same shapes as tiny, longer, on more images
     "procedural": dict(
         source="procedural:voronoi-count:8192", image_size=32, d=64, layers=2, heads=2, mlp=2,
-        patch=8, segments=16, batch=64, epochs=8.0, lr=2e-3, wd=0.05, warmup_epochs=0.5,
+        patch=8, segments=16, batch=64, epochs=6.0, lr=2e-3, wd=0.05, warmup_epochs=0.5,
         normalization="cifar10",
     ),
     "cpu": dict(
         source="../shared/data/cifar10/cifar10-jpeg.zip", image_size=32, d=128, layers=4,
-        heads=4, mlp=4, patch=4, segments=64, batch=128, epochs=6.0, lr=1e-3, wd=0.05,
-        warmup_epochs=1.0, normalization="cifar10",
+        heads=4, mlp=4, patch=4, segments=64, batch=128, epochs=2.0, lr=1e-3, wd=0.05,
+        warmup_epochs=0.25, normalization="cifar10",
     ),
     # SuiT-Tiny (official scripts/train_tiny.sh + main.py defaults; ../shared/papers/suit.md)
     "paper": dict(

@@ -12,8 +12,9 @@ interrupted reproduction continues where it stopped):
               split/class/image folder with train and test), 2 seeds; stem and suit
               also evaluated with fewer superpixels at the end (adaptive inference, V2).
 Then experiments/suit/report.py writes WORKDIR/report.
-  tiny   procedural only, one seed, one epoch of 1,024 images (the test; seconds)
-  cpu    both stages: about 90 minutes on 2 cores (README states the measured time)
+  tiny        procedural only, one seed, one epoch of 1,024 images (the test)
+  procedural  the procedural stage of cpu alone
+  cpu         both stages: about 90 minutes on 2 cores (2 CIFAR-10 epochs per run)
   paper  SuiT-Tiny's ImageNet recipe (300 epochs; tfds imagenet2012 or --data_path): a
          multi-GPU job, not for this machine; `--dry_run` of its config works anywhere
 Exit codes: 0 done, 2 user error.
@@ -34,6 +35,7 @@ CONFIG = os.path.join(sweep.REPO, "configs", "suit.py")
 # stage folder -> (config variant, whether it reads --data_path)
 PLANS = {
     "tiny": (("procedural", "tiny", False),),
+    "procedural": (("procedural", "procedural", False),),
     "cpu": (("procedural", "procedural", False), ("cifar10", "cpu", True)),
     "paper": (("imagenet", "paper", True),),
 }
