@@ -95,6 +95,8 @@ def get_config(arg: str | None = None):
         c.train.total_epochs = a.epochs or v["epochs"]
     c.train.log_every_steps = 10 if a.variant == "tiny" else 50
     c.train.keep_checkpoints = 1
+    if a.variant == "tiny":  # the test resumes from the middle one
+        c.train.keep_checkpoints, c.train.checkpoint_every_epochs = 2, 0.5
     c.train.best_metric = ""
     if a.variant == "paper":
         _paper_recipe(c)
@@ -116,6 +118,7 @@ def _paper_recipe(c) -> None:
     c.model.update(dict(downsample=2, drop_path=0.0))
     c.model.channels, c.model.num_classes = 3, 1000  # for dry runs without the data
     c.data.update(dict(image_size=256, train_split="train", eval_split="validation"))
+    c.data.reader_processes = 8  # JPEG decoding and resizing of full-size ImageNet images
     c.augment.update(
         dict(
             random_resized_crop=True, rand_augment_ops=2, rand_augment_magnitude=9.0,

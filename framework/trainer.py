@@ -459,10 +459,13 @@ class Trainer:
     def _restore(self, ckpt: checkpoint.Checkpointer, previous: dict | None) -> tuple:
         """(state, step, data iterator) from the newest usable checkpoint, or fresh."""
         dataset = self.train_dataset()
-        if isinstance(dataset, grain.MapDataset):  # one reader thread, a few batches ahead
+        threads, processes = self.task.readers()
+        if isinstance(dataset, grain.MapDataset):  # reader threads, a few batches ahead
             dataset = dataset.to_iter_dataset(
-                grain.ReadOptions(num_threads=1, prefetch_buffer_size=4)
+                grain.ReadOptions(num_threads=threads, prefetch_buffer_size=4)
             )
+            if processes:  # CPU-heavy preprocessing: worker processes (grain)
+                dataset = dataset.mp_prefetch(grain.MultiprocessingOptions(processes))
         data_iter = iter(dataset)
         had_checkpoints = bool(ckpt.all_steps())
         restored = ckpt.restore_latest(self.abstract_state, data_iter)
@@ -631,20 +634,8 @@ class Trainer:
         }
 
 
-def initial_variables(task: Any, key: jax.Array | int) -> tuple[dict, dict]:
-    """(params, model state) of the task's model at init (pure dicts; the state {} for a
-    model without), as the trainer creates them.
-
-    An int is a config seed: the params key is then derived as the trainer does."""
-    if isinstance(key, int):
-        key = jax.random.split(jax.random.key(key))[0]
-    model = task.build_model(nnx.Rngs(key))
-    return nnx.to_pure_dict(nnx.state(model, nnx.Param)), variables_lib.model_state(model)
-
-
-def initial_params(task: Any, key: jax.Array | int) -> dict:
-    """The task model's parameters at init (a pure dict), as the trainer creates them."""
-    return initial_variables(task, key)[0]
+initial_variables = variables_lib.initial_variables
+initial_params = variables_lib.initial_params
 
 
 def _fmt(metrics: dict[str, float]) -> str:

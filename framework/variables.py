@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import jax
 from flax import nnx
 
 STATE_TYPES = (nnx.BatchStat,)  # the non-parameter state a model may hold
@@ -41,3 +42,19 @@ def split(model: nnx.Module) -> tuple[Any, dict, dict, Any]:
 def model_state(model: nnx.Module) -> dict:
     """The model's state (e.g. BatchNorm statistics) as a pure dict ({} if none)."""
     return nnx.to_pure_dict(nnx.state(model, STATE_TYPES))
+
+
+def initial_variables(task: Any, key: jax.Array | int) -> tuple[dict, dict]:
+    """(params, model state) of the task's model at init (pure dicts; the state {} for a
+    model without), as the trainer creates them.
+
+    An int is a config seed: the params key is then derived as the trainer does."""
+    if isinstance(key, int):
+        key = jax.random.split(jax.random.key(key))[0]
+    model = task.build_model(nnx.Rngs(key))
+    return nnx.to_pure_dict(nnx.state(model, nnx.Param)), model_state(model)
+
+
+def initial_params(task: Any, key: jax.Array | int) -> dict:
+    """The task model's parameters at init (a pure dict), as the trainer creates them."""
+    return initial_variables(task, key)[0]

@@ -65,6 +65,10 @@ class Task(abc.ABC):
         """Examples per epoch, if known (for *_epochs durations)."""
         return None
 
+    def readers(self) -> tuple[int, int]:
+        """(threads, processes) reading a MapDataset's batches (0 processes: in this one)."""
+        return 1, 0
+
     def items_per_example(self) -> int:
         """Items (see items_name) per example, for throughput."""
         return 1

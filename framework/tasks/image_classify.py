@@ -56,6 +56,7 @@ def default_config() -> ml_collections.ConfigDict:
             cache_dir="",  # decoded-image cache ('' = $SHAMMIE_CACHE or ~/.cache/shammie)
             limit=0,  # > 0: only the first N training images (quick runs)
             reader_threads=1,  # grain threads reading batches
+            reader_processes=0,  # > 0: grain worker processes (CPU-heavy decoding, tfds)
             normalization="cifar10",  # imagenet | cifar10 (mean/std per channel)
         )
     )
@@ -86,7 +87,7 @@ def default_config() -> ml_collections.ConfigDict:
 class Task(base.Task):
     """Classification of images from data.source by models/vit.py's ViT."""
 
-    runtime_keys = ("data.cache_dir", "data.reader_threads", "data.limit")
+    runtime_keys = ("data.cache_dir", "data.reader_threads", "data.reader_processes", "data.limit")
     init_sections = ("model", "superpixels")
     data_free_dry_run = True  # Task(config, abstract=True): model.channels/num_classes
 
@@ -165,8 +166,14 @@ class Task(base.Task):
                 x_BHWC = augment.center_crop_resize(x_BHWC, size)
             x_BHWC = augment.random_crop_flip(k_crop, x_BHWC, a.crop_padding, a.flip)
         if a.rand_augment_ops:
-            x_BHWC = augment.rand_augment(
-                k_ra, x_BHWC, a.rand_augment_ops, a.rand_augment_magnitude, a.rand_augment_std
+            mean = NORMALIZATIONS[self.config.data.normalization][0][: x_BHWC.shape[-1]]
+            x_BHWC = augment.rand_augment(  # geometric ops fill with the mean, as timm's
+                k_ra,
+                x_BHWC,
+                a.rand_augment_ops,
+                a.rand_augment_magnitude,
+                a.rand_augment_std,
+                fill=mean,
             )
         if a.color_jitter:
             x_BHWC = augment.color_jitter(k_cj, x_BHWC, a.color_jitter)
@@ -241,6 +248,16 @@ class Task(base.Task):
             "image": ((batch_size, side, side, c.channels), jnp.uint8),
             "label": ((batch_size,), jnp.int32),
         }
+
+    def readers(self) -> tuple[int, int]:
+        """data.reader_threads and data.reader_processes."""
+        d = self.config.data
+        if d.reader_threads < 1 or d.reader_processes < 0:
+            raise config_lib.ConfigError(
+                f"data.reader_threads={d.reader_threads} must be >= 1 and "
+                f"data.reader_processes={d.reader_processes} >= 0."
+            )
+        return d.reader_threads, d.reader_processes
 
     def eval_set(self, split: str) -> Any:
         """The decoded split (cached after the first call)."""

@@ -4,12 +4,17 @@ adaptive inference, the report with its figures), and its config's bad inputs.""
 from __future__ import annotations
 
 import os
+import shutil
 
+import chex
+import jax
+import numpy as np
 import pytest
 
 from configs import suit as config_file
 from experiments.suit import report, run
-from framework import config as config_lib, files
+from framework import checkpoint, config as config_lib, files, trainer as trainer_lib
+from framework.tasks import image_classify
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +46,38 @@ def test_tiny_reproduction_trains_every_arm_and_writes_the_report(tiny, capsys):
     assert "0 to run" in capsys.readouterr().out  # nothing trained twice
 
 
+@pytest.mark.slow
+def test_batchnorm_statistics_are_trained_resumed_exactly_and_used(tiny, tmp_path):
+    """Model state that is not a parameter (framework/variables.py): the stem arm's
+    BatchNorm statistics, checkpointed, restored bit for bit by a resume from the middle
+    checkpoint, and what evaluation reads."""
+    run_dir = os.path.join(tiny, "procedural", "arm=stem_seed=0")
+    config = config_lib.saved_config(run_dir)
+    done = trainer_lib.Trainer(config, run_dir)
+    variables, step = done.restore_variables("latest")
+    stats = variables["tokenizer"]["stem_norm"]
+    assert step == 32 and float(np.abs(stats["mean"]).max()) > 0  # moved from init
+    assert not np.allclose(stats["var"], 1.0)
+    saved = checkpoint.saved_tree(os.path.join(run_dir, "checkpoints", "32", "state"))
+    assert "mean" in saved["model_state"]["tokenizer"]["stem_norm"]
+    # Interrupted after step 16 (its later checkpoint and result gone) and resumed: the
+    # same parameters and statistics, bit for bit.
+    copy = str(tmp_path / "resumed")
+    shutil.copytree(run_dir, copy)
+    shutil.rmtree(os.path.join(copy, "checkpoints", "32"))
+    os.remove(os.path.join(copy, "result.json"))
+    resumed = trainer_lib.Trainer(config, copy)
+    result = resumed.run()
+    chex.assert_trees_all_equal(resumed.restore_variables("latest")[0], variables)
+    # Evaluation reads them: the saved result again, another one with fresh statistics.
+    evaluator = resumed.evaluators["test"]
+    again = evaluator.run_at(variables, step)
+    assert again == pytest.approx(result["eval"]["test"], rel=1e-6)
+    fresh = jax.tree.map(lambda x: x, variables)
+    fresh["tokenizer"]["stem_norm"].update(mean=0 * stats["mean"], var=0 * stats["var"] + 1)
+    assert evaluator.run_at(fresh, step)["loss"] != pytest.approx(again["loss"], rel=1e-4)
+
+
 def test_config_variants_and_bad_arguments():
     c = config_file.get_config("variant=paper,arm=suit")
     assert (c.model.d_model, c.model.num_layers, c.model.num_heads) == (192, 12, 3)
@@ -56,3 +93,13 @@ def test_config_variants_and_bad_arguments():
     for bad, match in (("arm=deit", "arm='deit' is unknown"), ("variant=big", "unknown")):
         with pytest.raises(config_lib.ConfigError, match=match):
             config_file.get_config(bad)
+    c = config_file.get_config("variant=tiny,arm=vit")
+    c.data.reader_processes = -1
+    with pytest.raises(config_lib.ConfigError, match="reader_processes=-1"):
+        image_classify.Task(c).readers()
+    c.data.source = "procedural:checkerboard"
+    with pytest.raises(config_lib.ConfigError, match="checkerboard"):
+        image_classify.Task(c)
+    c.data.source, c.superpixels.kind = "procedural:voronoi-count", "watershed"
+    with pytest.raises(config_lib.ConfigError, match="superpixels.kind='watershed'"):
+        image_classify.Task(c)
