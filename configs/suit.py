@@ -45,7 +45,7 @@ VARIANTS = {
     ),
     "cpu": dict(
         source="../shared/data/cifar10/cifar10-jpeg.zip", image_size=32, d=128, layers=4,
-        heads=4, mlp=4, patch=4, segments=64, batch=128, epochs=2.0, lr=1e-3, wd=0.05,
+        heads=4, mlp=4, patch=4, segments=64, batch=128, epochs=1.5, lr=1e-3, wd=0.05,
         warmup_epochs=0.25, normalization="cifar10",
     ),
     # SuiT-Tiny (official scripts/train_tiny.sh + main.py defaults; ../shared/papers/suit.md)

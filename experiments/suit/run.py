@@ -14,7 +14,7 @@ interrupted reproduction continues where it stopped):
 Then experiments/suit/report.py writes WORKDIR/report.
   tiny        procedural only, one seed, one epoch of 1,024 images (the test)
   procedural  the procedural stage of cpu alone
-  cpu         both stages: about 90 minutes on 2 cores (2 CIFAR-10 epochs per run)
+  cpu         both stages: about 90 minutes on 2 cores (1.5 CIFAR-10 epochs per run)
   paper  SuiT-Tiny's ImageNet recipe (300 epochs; tfds imagenet2012 or --data_path): a
          multi-GPU job, not for this machine; `--dry_run` of its config works anywhere
 Exit codes: 0 done, 2 user error.
