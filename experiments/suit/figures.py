@@ -78,7 +78,7 @@ def draw(run_dir: str, out: str) -> None:
 def _paint_boundaries(ax, image: np.ndarray, labels: np.ndarray, _attn) -> None:
     shown = image[..., :3] if image.shape[-1] >= 3 else np.repeat(image, 3, -1)
     shown = shown.copy()
-    shown[boundaries(labels)] = (1.0, 0.9, 0.0)
+    shown[boundaries(labels)] = (1.0, 0.0, 1.0)  # magenta: in no palette of ours
     ax.imshow(shown, interpolation="nearest")
 
 
