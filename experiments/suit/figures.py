@@ -8,6 +8,7 @@ import os
 
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 
 from experiments import report_utils
 from framework import config as config_lib, trainer as trainer_lib
@@ -49,10 +50,16 @@ def model_views(run_dir: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[
 
         x = augment.center_crop_resize(x, task.model_config.image_size)
     k = task.num_segments
-    labels = task.segments(x, k)
-    attn_BK = model.cls_attention(task._normalize(x), labels, k)
-    logits = model(task._normalize(x), labels, num_segments=k)
-    pred = np.asarray(jnp.argmax(logits, -1))
+
+    @nnx.jit
+    def views(model, x):  # one compiled program rather than op-by-op dispatch
+        labels = task.segments(x, k)
+        attn_BK = model.cls_attention(task.normalize(x), labels, k)
+        logits = model(task.normalize(x), labels, num_segments=k)
+        return labels, attn_BK, jnp.argmax(logits, -1)
+
+    labels, attn_BK, pred = views(model, x)
+    pred = np.asarray(pred)
     labels = np.asarray(labels)
     attn = np.take_along_axis(np.asarray(attn_BK), labels.reshape(len(idx), -1), axis=1)
     titles = [f"{n} / pred {test.class_names[p]}" for n, p in zip(names, pred)]

@@ -112,18 +112,22 @@ def claims(data: dict[str, list[dict]]) -> list[str]:
             f"on coarser grids: {100 * text['stem'][0]:.1f} -> {stem_text}."
         )
     proc = data.get("procedural")
-    if proc and {"vit", "stem", "suit"} <= set(arm_stats(proc)):
+    if proc and {"vit", "suit"} <= set(arm_stats(proc)):
         s = arm_stats(proc)
-        gain, stem = pts(s, "suit") - pts(s, "vit"), pts(s, "stem") - pts(s, "vit")
-        noise = 2 * 100 * max(s["suit"][1], s["vit"][1], s["stem"][1], 0.005)
-        sp = pts(s, "suit") - pts(s, "stem")
+        gain = pts(s, "suit") - pts(s, "vit")
+        noise = 2 * 100 * max(*(v[1] for v in s.values()), 0.005)
+        split = "the stem arm was not run"
+        if "stem" in s:
+            stem, sp = pts(s, "stem") - pts(s, "vit"), pts(s, "suit") - pts(s, "stem")
+            split = (
+                f"of which the conv stem (b - a) {stem:+.1f} and superpixels (c - b) {sp:+.1f}, "
+                f"{'beyond' if sp > noise else 'within'} the noise threshold {noise:.1f} "
+                "(twice the largest seed std, at least 1 point)"
+            )
         out.append(
             f"- **V3 {'reproduced' if gain > noise else 'not reproduced'}** (voronoi-count, "
             f"where region boundaries carry the label): SuiT {pts(s, 'suit'):.1f} vs grid ViT "
-            f"{pts(s, 'vit'):.1f} ({gain:+.1f} points); of which the conv stem (b - a) "
-            f"{stem:+.1f} and superpixels (c - b) {sp:+.1f} ("
-            f"{'beyond' if sp > noise else 'within'} the noise threshold {noise:.1f}: twice "
-            "the largest seed std, at least 1 point)."
+            f"{pts(s, 'vit'):.1f} ({gain:+.1f} points); {split}."
         )
     return out
 

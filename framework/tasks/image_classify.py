@@ -179,7 +179,8 @@ class Task(base.Task):
             x_BHWC = augment.color_jitter(k_cj, x_BHWC, a.color_jitter)
         return x_BHWC
 
-    def _normalize(self, x_BHWC: jax.Array) -> jax.Array:
+    def normalize(self, x_BHWC: jax.Array) -> jax.Array:
+        """Per-channel standardisation by data.normalization."""
         mean, std = NORMALIZATIONS[self.config.data.normalization]
         c = x_BHWC.shape[-1]
         return augment.normalize(x_BHWC, mean[:c], std[:c])
@@ -193,7 +194,7 @@ class Task(base.Task):
         k_aug, k_erase, k_mix, k_drop = jax.random.split(rng, 4)
         x_BHWC = self._augment(k_aug, batch["image"].astype(jnp.float32) / 255.0)
         labels_BHW = self.segments(x_BHWC, self.num_segments)  # before erasing and mixing
-        x_BHWC = self._normalize(x_BHWC)
+        x_BHWC = self.normalize(x_BHWC)
         if a.random_erasing:
             x_BHWC = augment.random_erasing(
                 k_erase, x_BHWC, a.random_erasing, mode="pixel", noise="normal"
@@ -217,7 +218,7 @@ class Task(base.Task):
         if x_BHWC.shape[1] != size:
             x_BHWC = augment.center_crop_resize(x_BHWC, size)
         labels_BHW = self.segments(x_BHWC, num_segments)
-        logits_BK = model(self._normalize(x_BHWC), labels_BHW, num_segments=num_segments)
+        logits_BK = model(self.normalize(x_BHWC), labels_BHW, num_segments=num_segments)
         w_B = batch["weight"]
         ce_B = optax.softmax_cross_entropy_with_integer_labels(logits_BK, batch["label"])
         correct_B = (jnp.argmax(logits_BK, -1) == batch["label"]).astype(jnp.float32)
