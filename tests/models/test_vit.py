@@ -80,29 +80,34 @@ def test_fourier_features_and_batchnorm_state():
     pe = model.tokenizer.fourier_features(16, 16)
     chex.assert_shape(pe, (16, 16, 8))
     assert float(jnp.abs(pe).max()) <= 1.0
-    big = vit.ViT(vit.ViTConfig(**TINY, tokenizer="suit", base_dim=2000), rngs=nnx.Rngs(0))
-    assert 9.0 < float(jnp.std(big.tokenizer.fourier_b[...])) < 11.0  # sigma 10
+    wide = vit.ViTConfig(**{**TINY, "num_layers": 1}, tokenizer="suit", base_dim=800)
+    big = nnx.eval_shape(lambda: vit.ViT(wide, rngs=nnx.Rngs(0)))
+    assert big.tokenizer.fourier_b.shape == (2, 400)
+    b_wide = vit.SuitTokenizer(wide, rngs=nnx.Rngs(0)).fourier_b[...]
+    assert 9.0 < float(jnp.std(b_wide)) < 11.0  # sigma 10
     stats = nnx.state(model, nnx.BatchStat)
     assert {"mean", "var"} <= set(nnx.to_pure_dict(stats)["tokenizer"]["stem_norm"])
+    call = nnx.jit(
+        lambda m, x, seg, train: m(x, seg, num_segments=6, train=train), static_argnums=3
+    )
     before = nnx.to_pure_dict(nnx.state(model, nnx.BatchStat))
-    model(x, labels, num_segments=6, train=True)  # training mode updates the statistics
+    call(model, x, labels, True)  # training mode updates the statistics
     after = nnx.to_pure_dict(nnx.state(model, nnx.BatchStat))
     assert not np.allclose(
         before["tokenizer"]["stem_norm"]["mean"], after["tokenizer"]["stem_norm"]["mean"]
     )
     evaluated = nnx.to_pure_dict(nnx.state(model, nnx.BatchStat))
-    model(x, labels, num_segments=6)  # evaluation reads them only
+    call(model, x, labels, False)  # evaluation reads them only
     chex.assert_trees_all_equal(evaluated, nnx.to_pure_dict(nnx.state(model, nnx.BatchStat)))
 
 
 def test_patch_vit_shapes_and_drop_path():
     model = vit.ViT(vit.ViTConfig(**TINY, patch_size=4, drop_path=0.5), rngs=nnx.Rngs(0))
     x = jnp.ones((3, 16, 16, 3))
-    chex.assert_shape(model(x), (3, 5))
-    a = model(x, key=jax.random.key(1))
-    b = model(x, key=jax.random.key(2))
+    call = nnx.jit(lambda m, key: m(x, key=key))
+    a, b = call(model, jax.random.key(1)), call(model, jax.random.key(2))
+    chex.assert_shape(a, (3, 5))
     assert not np.allclose(a, b)  # stochastic depth in training
-    chex.assert_trees_all_close(model(x), model(x))
     y = jnp.ones((20000, 1))
     kept = vit.drop_path(y, 0.25, jax.random.key(0))
     np.testing.assert_allclose(np.unique(np.asarray(kept)), [0.0, 1 / 0.75], rtol=1e-6)
