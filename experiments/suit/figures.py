@@ -41,7 +41,7 @@ def model_views(run_dir: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[
     variables, _ = trainer.restore_variables("latest")
     model = trainer.merge(variables)
     test = task.eval_set("test")
-    idx = np.arange(min(NUM_IMAGES, len(test)))
+    idx = np.linspace(0, len(test) - 1, min(NUM_IMAGES, len(test))).astype(int)  # all classes
     raw = np.stack([test[int(i)]["image"] for i in idx])
     names = [test.class_names[test[int(i)]["label"]] for i in idx]
     x = jnp.asarray(raw, jnp.float32) / 255.0
@@ -67,14 +67,17 @@ def model_views(run_dir: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[
 
 
 def draw(run_dir: str, out: str) -> None:
-    """Writes superpixels.png and attention.png into `out`."""
+    """Writes superpixels.png and attention.png into `out`; small images are enlarged
+    (nearest) first, so that boundaries are thin lines between pixels."""
     images, labels, attn, titles = model_views(run_dir)
     plt = report_utils.pyplot()
     n, size = len(images), images.shape[1]
+    up = max(1, 128 // size)
     for name, painter in (("superpixels.png", _paint_boundaries), ("attention.png", _paint_attn)):
         fig, axes = plt.subplots(1, n, figsize=(1.9 * n, 2.2))
         for i, ax in enumerate(np.atleast_1d(axes)):
-            painter(ax, images[i], _upsample(labels[i], size), _upsample(attn[i], size))
+            image = _upsample(images[i], size * up)
+            painter(ax, image, _upsample(labels[i], size * up), _upsample(attn[i], size * up))
             ax.set_title(titles[i], fontsize=6)
             ax.axis("off")
         fig.tight_layout()
