@@ -33,7 +33,7 @@ SUPERPIXELS = {"vit": "none", "stem": "grid", "suit": "slic"}
 VARIANTS = {
     # tiny: 32x32 voronoi-count, 16 tokens; cpu: CIFAR-10, 64 tokens, ~0.8M parameters
     "tiny": dict(
-        source="procedural:voronoi-count:1024", image_size=32, d=64, layers=2, heads=2, mlp=2,
+        source="procedural:voronoi-count:512", image_size=32, d=64, layers=2, heads=2, mlp=2,
         patch=8, segments=16, batch=32, epochs=1.0, lr=2e-3, wd=0.05, warmup_epochs=0.1,
         normalization="cifar10",
     ),

@@ -12,7 +12,7 @@ interrupted reproduction continues where it stopped):
               split/class/image folder with train and test), 2 seeds; stem and suit
               also evaluated with fewer superpixels at the end (adaptive inference, V2).
 Then experiments/suit/report.py writes WORKDIR/report.
-  tiny        procedural only, one seed, one epoch of 1,024 images (the test)
+  tiny        procedural only, one seed, one epoch of 512 images (the test)
   procedural  the procedural stage of cpu alone
   cpu         both stages: about 90 minutes on 2 cores (1.5 CIFAR-10 epochs per run)
   paper  SuiT-Tiny's ImageNet recipe (300 epochs; tfds imagenet2012 or --data_path): a
