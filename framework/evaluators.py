@@ -110,7 +110,7 @@ class Evaluator(EvaluatorBase):
         merge = ctx.merge
 
         def step(params, batch):
-            _, metrics = task.loss(merge(params), batch, None)
+            metrics = self.batch_metrics(merge(params), batch)
             weight = metrics.pop("_weight", jnp.ones(()))
             return {k: v if reduces_by_max(k) else v * weight for k, v in metrics.items()}, weight
 
@@ -126,6 +126,11 @@ class Evaluator(EvaluatorBase):
                 f"evals.{name}: split {self.split!r} is too small for one batch of "
                 f"{self.batch_size}; lower evals.{name}.batch_size or give more data."
             )
+
+    def batch_metrics(self, model: Any, batch: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
+        """One batch's metrics (traced): the task's evaluation-mode loss metrics; a
+        subclass may evaluate otherwise (e.g. with another setting of the model)."""
+        return dict(self.task.loss(model, batch, None)[1])
 
     def _batches(self) -> Any:
         count = jax.process_count()

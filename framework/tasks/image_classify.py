@@ -296,14 +296,9 @@ class Evaluator(evaluators.Evaluator):
     training number) evaluates with another number of superpixels (adaptive inference)."""
 
     def __init__(self, name, cfg, task, ctx):
+        self.num_segments = int(cfg.get("num_segments", 0)) or task.num_segments
         super().__init__(name, cfg, task, ctx)
-        k = int(cfg.get("num_segments", 0)) or task.num_segments
-        merge = ctx.merge
 
-        def step(variables, batch):
-            _, metrics = task.eval_loss(merge(variables), batch, k)
-            weight = metrics.pop("_weight")
-            return {key: v * weight for key, v in metrics.items()}, weight
-
-        self._step = jax.jit(step, in_shardings=(ctx.params_sharding, self.batch_sharding))
-        self._cfg_json += f"|segments={k}"
+    def batch_metrics(self, model, batch):
+        """The task's evaluation metrics with this evaluator's number of superpixels."""
+        return self.task.eval_loss(model, batch, self.num_segments)[1]
