@@ -62,3 +62,17 @@ def index_batches(
     ds = ds.batch(batch_size * shard_count, drop_remainder=drop_remainder, batch_fn=_stack_indices)
     lo = shard_index * batch_size
     return ds.map(lambda idx: idx[lo : lo + batch_size])
+
+
+def read_ahead(dataset: object, threads: int, processes: int = 0) -> object:
+    """A grain MapDataset read by `threads` reader threads a few batches ahead, and with
+    `processes` > 0 by that many worker processes (CPU-heavy preprocessing); any other
+    iterable unchanged. Iterator state still checkpoints exactly."""
+    if not isinstance(dataset, grain.MapDataset):
+        return dataset
+    dataset = dataset.to_iter_dataset(
+        grain.ReadOptions(num_threads=threads, prefetch_buffer_size=4)
+    )
+    if processes:
+        dataset = dataset.mp_prefetch(grain.MultiprocessingOptions(processes))
+    return dataset

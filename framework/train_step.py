@@ -11,6 +11,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import optax
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
@@ -18,6 +19,43 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 import optim
 from framework import metrics as metrics_lib, sharding, variables
 from models import partitioning
+
+
+class TracedSchedule:
+    """The config's learning-rate schedule, with the values a learning-rate sweep changes
+    (the peak, and a final fraction a config may derive from it) as arguments of the
+    compiled step rather than constants in it, so the points of such a sweep share one
+    program through the persistent compilation cache. `args` are those values as the
+    config sets them (replicated scalars), what the step is called with."""
+
+    def __init__(self, config: ml_collections.ConfigDict, steps: dict[str, int], mesh: Mesh):
+        self.config, self.steps = config, steps
+        self.sharding = NamedSharding(mesh, PartitionSpec())
+        values = {
+            "peak_lr": config.optimizer.lr,
+            "final_lr_fraction": config.schedule.final_lr_fraction,
+        }
+        self.args = {
+            k: jax.make_array_from_callback((), self.sharding, lambda _, v=v: np.float32(v))
+            for k, v in values.items()
+        }
+
+    def __call__(self, peak_lr: Any, final_lr_fraction: Any = None) -> optax.Schedule:
+        """The schedule with peak `peak_lr` and final fraction `final_lr_fraction`
+        (floats, or traced scalars; None: the config's fraction)."""
+        if final_lr_fraction is None:
+            final_lr_fraction = self.config.schedule.final_lr_fraction
+        return optim.make_schedule(
+            self.config.schedule.name,
+            peak_lr=peak_lr,
+            total_steps=self.steps["total"],
+            warmup_steps=self.steps["warmup"],
+            final_lr_fraction=final_lr_fraction,
+        )
+
+    def abstract_args(self) -> dict[str, jax.ShapeDtypeStruct]:
+        """Shapes and shardings of `args` (for lowering)."""
+        return {k: jax.ShapeDtypeStruct((), jnp.float32, sharding=self.sharding) for k in self.args}
 
 
 class TrainStep:

@@ -38,6 +38,7 @@ from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec
 
 import optim
+from data import batching
 from framework import (
     checkpoint,
     compilation_cache,
@@ -122,40 +123,21 @@ class Trainer:
         program_key = None if base is None else programs.key(kind, base)
         return jax.tree.map(lambda x: x, programs.get_or_build(program_key, build))
 
-    def _abstract_model(self) -> tuple[Any, dict, dict, dict, dict]:
-        """(graphdef, abstract params, their logical axis names, abstract model state,
-        its logical axis names) of the task's model."""
-        abstract_model = nnx.eval_shape(lambda: self.task.build_model(nnx.Rngs(0)))
-        graphdef, abstract_params, abstract_ms, rest = variables_lib.split(abstract_model)
-        if jax.tree.leaves(rest):
-            raise TypeError(
-                "a task's model may hold only nnx.Param and nnx.BatchStat state (pass rngs "
-                "at call)."
-            )
-        spec = lambda s: nnx.to_pure_dict(nnx.get_partition_spec(s))
-        pure = nnx.to_pure_dict
-        return (
-            graphdef,
-            pure(abstract_params),
-            spec(abstract_params),
-            pure(abstract_ms),
-            spec(abstract_ms),
-        )
-
     def _build_state_functions(self) -> None:
         config, task = self.config, self.task
         # A task with a reference run (e.g. a KL penalty to it) carries its parameters
         # in the state: frozen, sharded like the params, checkpointed (exact resume).
         self.reference = getattr(task, "reference_run", "")
         self.graphdef, abstract_params, logical, abstract_ms, ms_logical = self._shapes(
-            "model", self._abstract_model
+            "model", lambda: variables_lib.abstract_model(task)
         )
         params_sharding = sharding.param_shardings(
             logical, abstract_params, self.mesh, config.mesh.rules
         )
         self.has_model_state = bool(jax.tree.leaves(abstract_ms))
         self.ema_decay = float(config.train.ema_decay)
-        self.schedule = self._make_schedule(config.optimizer.lr)
+        self.traced_schedule = train_step.TracedSchedule(config, self.steps, self.mesh)
+        self.schedule = self.traced_schedule(config.optimizer.lr)
         self.tx = optim.build_optimizer(config.optimizer, self.schedule, abstract_params)
         abstract_opt = jax.eval_shape(self.tx.init, abstract_params)
         replicated = NamedSharding(self.mesh, PartitionSpec())
@@ -206,41 +188,13 @@ class Trainer:
         )
         self._init_fn = jax.jit(init, out_shardings=self.state_sharding)
         self.abstract_variables = self.variables(self.abstract_state)
-        # The schedule's values that a learning-rate sweep changes (the peak, and a final
-        # fraction a config may derive from it) are arguments of the compiled step, not
-        # constants in it, so the points of such a sweep share one program through the
-        # persistent compilation cache.
-        self._args_sharding = replicated
-        self.schedule_args = {
-            k: jax.make_array_from_callback((), replicated, lambda _, v=v: np.float32(v))
-            for k, v in self._schedule_values().items()
-        }
-        step = train_step.TrainStep(config, task, self.merge, self._make_schedule, self.mesh)
+        self.schedule_args = self.traced_schedule.args
+        step = train_step.TrainStep(config, task, self.merge, self.traced_schedule, self.mesh)
         self._step_fn = jax.jit(
             step,
             in_shardings=(self.state_sharding, self.batch_sharding, replicated),
             out_shardings=(self.state_sharding, replicated),
             donate_argnums=0,
-        )
-
-    def _schedule_values(self) -> dict[str, float]:
-        """The schedule's traced values (see schedule_args), as the config sets them."""
-        return {
-            "peak_lr": self.config.optimizer.lr,
-            "final_lr_fraction": self.config.schedule.final_lr_fraction,
-        }
-
-    def _make_schedule(self, peak_lr: Any, final_lr_fraction: Any = None) -> Any:
-        """The config's schedule with peak `peak_lr` and final fraction `final_lr_fraction`
-        (floats, or traced scalars; None: the config's fraction)."""
-        if final_lr_fraction is None:
-            final_lr_fraction = self.config.schedule.final_lr_fraction
-        return optim.make_schedule(
-            self.config.schedule.name,
-            peak_lr=peak_lr,
-            total_steps=self.steps["total"],
-            warmup_steps=self.steps["warmup"],
-            final_lr_fraction=final_lr_fraction,
         )
 
     def _step(self, state: dict, batch: dict) -> tuple[dict, dict]:
@@ -266,10 +220,7 @@ class Trainer:
 
     def abstract_schedule_args(self) -> dict[str, jax.ShapeDtypeStruct]:
         """Shapes and shardings of the step's schedule arguments (for lowering)."""
-        return {
-            k: jax.ShapeDtypeStruct((), jnp.float32, sharding=self._args_sharding)
-            for k in self.schedule_args
-        }
+        return self.traced_schedule.abstract_args()
 
     def init_state(self) -> dict[str, Any]:
         """A freshly initialised train state, sharded as the trainer shards it."""
@@ -458,14 +409,7 @@ class Trainer:
 
     def _restore(self, ckpt: checkpoint.Checkpointer, previous: dict | None) -> tuple:
         """(state, step, data iterator) from the newest usable checkpoint, or fresh."""
-        dataset = self.train_dataset()
-        threads, processes = self.task.readers()
-        if isinstance(dataset, grain.MapDataset):  # reader threads, a few batches ahead
-            dataset = dataset.to_iter_dataset(
-                grain.ReadOptions(num_threads=threads, prefetch_buffer_size=4)
-            )
-            if processes:  # CPU-heavy preprocessing: worker processes (grain)
-                dataset = dataset.mp_prefetch(grain.MultiprocessingOptions(processes))
+        dataset = batching.read_ahead(self.train_dataset(), *self.task.readers())
         data_iter = iter(dataset)
         had_checkpoints = bool(ckpt.all_steps())
         restored = ckpt.restore_latest(self.abstract_state, data_iter)

@@ -58,3 +58,17 @@ def initial_variables(task: Any, key: jax.Array | int) -> tuple[dict, dict]:
 def initial_params(task: Any, key: jax.Array | int) -> dict:
     """The task model's parameters at init (a pure dict), as the trainer creates them."""
     return initial_variables(task, key)[0]
+
+
+def abstract_model(task: Any) -> tuple[Any, dict, dict, dict, dict]:
+    """(graphdef, abstract params, their logical axis names, abstract model state, its
+    logical axis names) of the task's model, built without allocating it."""
+    abstract = nnx.eval_shape(lambda: task.build_model(nnx.Rngs(0)))
+    graphdef, params, state, rest = split(abstract)
+    if jax.tree.leaves(rest):
+        raise TypeError(
+            "a task's model may hold only nnx.Param and nnx.BatchStat state (pass rngs at call)."
+        )
+    spec = lambda s: nnx.to_pure_dict(nnx.get_partition_spec(s))
+    pure = nnx.to_pure_dict
+    return graphdef, pure(params), spec(params), pure(state), spec(state)
