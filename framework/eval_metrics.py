@@ -8,7 +8,6 @@ import collections
 from collections.abc import Hashable, Sequence
 
 import numpy as np
-from sklearn import metrics as sk_metrics
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -38,9 +37,13 @@ def majority_vote(answers: Sequence[Hashable | None]) -> Hashable | None:
 
 def auroc(labels: Sequence[int], scores: Sequence[float]) -> float:
     """Area under the ROC curve of `scores` ranking positive `labels` (1) above 0s."""
+    from sklearn import metrics as sk_metrics  # 1 s to import: only where used
+
     return float(sk_metrics.roc_auc_score(np.asarray(labels), np.asarray(scores)))
 
 
 def auc_pr(labels: Sequence[int], scores: Sequence[float]) -> float:
     """Area under the precision-recall curve (average precision, scikit-learn's)."""
+    from sklearn import metrics as sk_metrics
+
     return float(sk_metrics.average_precision_score(np.asarray(labels), np.asarray(scores)))

@@ -142,6 +142,35 @@ def arith_tiny_base(tmp_path_factory) -> str:
     return session_artifact(tmp_path_factory, "arith_tiny_base", build)
 
 
+@pytest.fixture(scope="session")
+def eight_devices(tmp_path_factory) -> dict:
+    """tests/framework/mesh_check.py's checks on 8 emulated CPU devices, in one subprocess
+    per session (meshes trained 5 steps, sampling on a sharded cache, an fsdp dry run)."""
+
+    def build(path: str) -> None:
+        proc = subprocess.run(
+            [sys.executable, "tests/framework/mesh_check.py", str(MESH_STEPS)],
+            cwd=ROOT,
+            env=cli_env(XLA_FLAGS="--xla_force_host_platform_device_count=8"),
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        os.makedirs(path, exist_ok=True)
+        with open(os.path.join(path, "out.json"), "w") as f:
+            f.write(proc.stdout.strip().splitlines()[-1])
+
+    import json
+
+    path = session_artifact(tmp_path_factory, "eight_devices", build)
+    with open(os.path.join(path, "out.json")) as f:
+        return json.load(f)
+
+
+MESH_STEPS = 5  # steps each mesh of the eight_devices check trains
+
+
 def pytest_collection_modifyitems(config, items) -> None:
     """Slow tests first, so that the xdist workers do not end on one long test."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)

@@ -236,26 +236,12 @@ def test_sample_from_workdir_and_cli(workdir, tmp_path):
         sample_from_workdir(f"{tmp_path}/nope", ["The "])
 
 
-def test_sampling_on_a_sharded_cache_matches_one_device():
-    """2x2x2 mesh on 8 CPU devices: the cache splits batch over (data, fsdp) and
-    heads over tensor, and greedy tokens and log-probs equal the unsharded run."""
-    import json
-    import subprocess
-    import sys
-
-    from tests.conftest import ROOT, cli_env
-
-    proc = subprocess.run(
-        [sys.executable, "tests/framework/sample_mesh_check.py"],
-        cwd=ROOT,
-        env=cli_env(XLA_FLAGS="--xla_force_host_platform_device_count=8"),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert out["devices"] == 8
+def test_sampling_on_a_sharded_cache_matches_one_device(eight_devices):
+    """2x2x2 mesh on 8 CPU devices (tests/framework/mesh_check.py): the cache splits batch
+    over (data, fsdp) and heads over tensor, and greedy tokens and log-probs equal the
+    unsharded run."""
+    assert eight_devices["devices"] == 8
+    out = eight_devices["sampling"]
     assert out["cache_k_spec"][:3] == [None, ["data", "fsdp"], "tensor"]
     assert out["meshed"] == out["plain"]
     assert len({tuple(row) for row in out["plain"]}) == 4  # rows really differ

@@ -13,86 +13,28 @@ import jax
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT, cli_env, load_checkpoint, run_cli
+from tests.conftest import MESH_STEPS, ROOT, cli_env, load_checkpoint, run_cli
+from tests.framework import mesh_check
 
-STEPS = 5
-
-
-MESHES = [
-    (
-        {"data": 8, "fsdp": 1, "tensor": 1, "rules": "dp"},
-        {"embedding": [None, None], "q_kernel": [None, None, None], "mlp_up": [None, None]},
-    ),
-    (
-        {"data": 1, "fsdp": 8, "tensor": 1, "rules": "fsdp"},
-        {
-            "embedding": [None, "fsdp"],
-            "q_kernel": ["fsdp", None, None],
-            "mlp_up": ["fsdp", None],
-            "mlp_down": [None, "fsdp"],
-        },
-    ),
-    (
-        {"data": 2, "fsdp": 2, "tensor": 2, "rules": "fsdp_tp"},
-        {
-            # vocab 259 is not divisible by tensor=2, so it stays replicated
-            "embedding": [None, "fsdp"],
-            "q_kernel": ["fsdp", "tensor", None],
-            "mlp_up": ["fsdp", "tensor"],
-            "mlp_down": ["tensor", "fsdp"],
-        },
-    ),
-]
-
-
-# Expert parallelism: 4 experts in every layer, one per device of the expert axis.
-MOE = {"moe_experts": 4, "moe_every": 1, "moe_top_k": 2}
-MESHES.append(
-    (
-        {"data": 2, "fsdp": 1, "expert": 4, "tensor": 1, "rules": "dp", "model": MOE},
-        {
-            "expert_up": ["expert", None, None],
-            "expert_down": ["expert", None, None],
-            "router": [None, None],
-        },
-    )
-)
+STEPS = MESH_STEPS
+MESHES = mesh_check.MESHES
 
 
 @pytest.fixture(scope="module")
 def single_device():
     """The meshes' models trained on this process's one CPU device."""
-    from tests.framework import mesh_check
-
     return {
         "dense": mesh_check.run_mesh({"data": -1}, STEPS),
-        "moe": mesh_check.run_mesh({"data": -1, "model": MOE}, STEPS),
+        "moe": mesh_check.run_mesh({"data": -1, "model": mesh_check.MOE}, STEPS),
     }
-
-
-@pytest.fixture(scope="module")
-def eight_devices() -> list[dict]:
-    """Every mesh of MESHES trained in one subprocess with 8 emulated CPU devices."""
-    env = cli_env(XLA_FLAGS="--xla_force_host_platform_device_count=8")
-    meshes = json.dumps([mesh for mesh, _ in MESHES])
-    proc = subprocess.run(
-        [sys.executable, "tests/framework/mesh_check.py", meshes, str(STEPS)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("index", range(len(MESHES)))
 def test_mesh_reproduces_single_device_and_follows_rules(single_device, eight_devices, index):
-    out, expected = eight_devices[index], MESHES[index][1]
+    out, expected = eight_devices["meshes"][index], MESHES[index][1]
     one = single_device["moe" if "model" in MESHES[index][0] else "dense"]
-    assert out["devices"] == 8 and one["devices"] == 1
+    assert out["devices"] == eight_devices["devices"] == 8 and one["devices"] == 1
     np.testing.assert_allclose(out["losses"], one["losses"], rtol=2e-5)
     assert out["losses"][-1] < out["losses"][0]
     for name, spec in expected.items():
@@ -167,14 +109,10 @@ def test_two_processes_match_one_process(tmp_path):
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-5, atol=1e-7)
 
 
-BIG = [  # a ~1.0e9-parameter decoder
+BIG = [  # mesh_check.BIG: a ~1.0e9-parameter decoder
     "--config=configs/quickstart.py",
-    "--config.model.d_model=2048",
-    "--config.model.num_layers=20",
-    "--config.model.num_heads=16",
-    "--config.model.d_ff=5504",
-    "--config.model.scan_layers=True",
-    "--config.train.batch_size=8",
+    *(f"--config.model.{k}={v}" for k, v in mesh_check.BIG.items()),
+    f"--config.train.batch_size={mesh_check.BIG_BATCH}",
     "--host_devices=8",
 ]
 
@@ -184,25 +122,19 @@ def dry_run_numbers(stdout: str) -> dict:
     return {key: float(value) for key, value in found}
 
 
-def test_dry_run_reports_memory_and_fsdp_divides_state(tmp_path):
+def test_dry_run_reports_memory_and_fsdp_divides_state(tmp_path, eight_devices):
+    """The CLI's dry run on data=8; the same model's on fsdp=8 from mesh_check.py."""
     workdir = str(tmp_path / "dry")
     dp = run_cli([*BIG, f"--workdir={workdir}", "--dry_run", "--config.mesh.data=8"])
-    fsdp = run_cli(
-        [
-            *BIG,
-            f"--workdir={workdir}",
-            "--dry_run",
-            "--config.mesh.data=1",
-            "--config.mesh.fsdp=8",
-            "--config.mesh.rules=fsdp",
-        ]
-    )
-    assert dp.returncode == 0 and fsdp.returncode == 0, dp.stderr[-2000:] + fsdp.stderr[-2000:]
+    assert dp.returncode == 0, dp.stderr[-2000:]
     assert "parameters            1,012,490,240" in dp.stdout
-    a, b = dry_run_numbers(dp.stdout), dry_run_numbers(fsdp.stdout)
+    a = dry_run_numbers(dp.stdout)
+    fsdp = eight_devices["fsdp_dry_run"]
+    assert fsdp["params"] == 1_012_490_240 and fsdp["mesh"]["fsdp"] == 8
     # params + Adam moments in fp32 = 12 bytes/param, replicated vs split 8 ways
     assert a["arguments/device"] == pytest.approx(12 * 1.0125e9 / 2**30, rel=0.02)
-    assert a["arguments/device"] / b["arguments/device"] == pytest.approx(8, rel=0.05)
+    ratio = a["arguments/device"] / (fsdp["argument_bytes"] / 2**30)
+    assert ratio == pytest.approx(8, rel=0.05)
     assert not os.path.exists(workdir)  # a dry run writes nothing
 
 
