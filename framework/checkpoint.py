@@ -193,16 +193,18 @@ def _array_digest(x: jax.Array) -> jax.Array:
     return jnp.stack([jnp.sum(words), jnp.sum(words * odd)])
 
 
-@functools.cache
-def _digest_fn() -> Any:
-    return jax.jit(lambda tree: jax.tree.map(_array_digest, tree))
+# One small program per (shape, dtype, sharding), not one per tree: the programs are
+# shared by the arrays of a state (Adam's moments mirror the params) and by the runs of
+# a process, where a whole-tree program compiled anew for every model (the tiny SuiT
+# state: 1.4 s against 0.6 s per leaf, then nothing for the next run of its shapes).
+_digest = jax.jit(_array_digest)
 
 
 def digests(tree: Any) -> dict[str, list[int]]:
     """A digest of every array of `tree` (sharded arrays included), keyed by path."""
-    values = jax.device_get(_digest_fn()(tree))
-    flat = jax.tree_util.tree_flatten_with_path(values)[0]
-    return {path_str(path): [int(v) for v in d] for path, d in flat}
+    flat = jax.tree_util.tree_flatten_with_path(tree)[0]
+    values = jax.device_get([_digest(x) for _, x in flat])
+    return {path_str(path): [int(v) for v in d] for (path, _), d in zip(flat, values)}
 
 
 def verify(tree: Any, saved: dict | None, partial: bool = False) -> str | None:
