@@ -4,6 +4,7 @@ start when the step would not fit)."""
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any
 
@@ -40,7 +41,7 @@ def memory_report(trainer: Any, compiled: Any) -> dict[str, Any]:
         "rules": trainer.config.mesh.rules,
         "params": counts.get("params"),
         "flops_per_step_xla": float(cost.get("flops", float("nan"))),
-        "flops_per_step_model": counts.get("train FLOPs/token", float("nan"))
+        "flops_per_step_model": _flops_per_item(counts)
         * trainer.task.items_per_example()
         * trainer.batch_size,
         "argument_bytes": stats.argument_size_in_bytes,
@@ -49,6 +50,11 @@ def memory_report(trainer: Any, compiled: Any) -> dict[str, Any]:
         "device_limit_bytes": limit,
         "fits": limit is None or per_device <= limit,
     }
+
+
+def _flops_per_item(counts: dict[str, Any]) -> float:
+    """The task's 'train FLOPs/<item>' count (describe_model), NaN if it gives none."""
+    return next((float(v) for k, v in counts.items() if k.startswith("train FLOPs/")), math.nan)
 
 
 def fit_error(report: dict[str, Any]) -> str:
@@ -67,7 +73,11 @@ def print_dry_run(trainer: Any) -> None:
     gib = lambda b: "?" if b is None else f"{b / 2**30:.3f} GiB"
     print(f"mesh {report['mesh']} rules={report['rules']}")
     print(f"parameters            {report['params']:,}")
-    print(f"FLOPs/step (model)    {report['flops_per_step_model']:.4g}")
+    model_flops = report["flops_per_step_model"]
+    if math.isnan(model_flops):
+        print("FLOPs/step (model)    n/a (the task's describe_model counts none)")
+    else:
+        print(f"FLOPs/step (model)    {model_flops:.4g}")
     print(
         f"FLOPs/step (XLA)      {report['flops_per_step_xla']:.4g}  "
         "(per device, XLA cost analysis: a scanned loop body counts once)"

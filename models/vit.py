@@ -315,7 +315,31 @@ def param_count(model: nnx.Module) -> int:
     return sum(int(x.size) for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
 
 
-def describe(cfg: ViTConfig) -> dict[str, Any]:
-    """Parameter count of the model `cfg` builds (abstractly, no allocation)."""
+def train_flops_per_image(cfg: ViTConfig, num_segments: int = 0) -> float:
+    """Training FLOPs per image (3x the forward's; a multiply-add is 2 FLOPs): the
+    tokenizer's matmuls (patch embedding, or SuiT's stem conv and 1x1 projection at every
+    feature pixel), the blocks' weights at every token, attention's QK^T and AV over the
+    full T x T square (as train_flops_per_token counts them) and the head on CLS.
+    Norms, activations, pooling and the Fourier features are left out."""
+    D, L = cfg.d_model, cfg.num_layers
+    if cfg.tokenizer == "patch":
+        tokens = cfg.num_patches
+        tokenizer = tokens * cfg.patch_size**2 * cfg.channels * D
+    else:
+        tokens = num_segments or cfg.num_patches
+        base, pixels = cfg.stem_dim, cfg.feature_size**2
+        tokenizer = pixels * (cfg.stem_kernel**2 * cfg.channels * base + 2 * base * D // 2)
+    T = tokens + 1
+    blocks = T * L * (4 * D * D + 2 * D * cfg.mlp_ratio * D)
+    attention = 2 * L * T * T * D
+    return float(3 * 2 * (tokenizer + blocks + attention + D * cfg.num_classes))
+
+
+def describe(cfg: ViTConfig, num_segments: int = 0) -> dict[str, Any]:
+    """Parameter count of the model `cfg` builds (abstractly, no allocation) and its
+    training FLOPs per image (with `num_segments` superpixel tokens for SuiT)."""
     model = nnx.eval_shape(lambda: ViT(cfg, rngs=nnx.Rngs(0)))
-    return {"params": param_count(model)}
+    return {
+        "params": param_count(model),
+        "train FLOPs/image": train_flops_per_image(cfg, num_segments),
+    }

@@ -78,5 +78,6 @@ class Task(abc.ABC):
         del model, workdir  # nothing to do by default
 
     def describe_model(self) -> dict[str, float]:
-        """Numbers worth printing at start (parameter counts, FLOPs per item...)."""
+        """Numbers worth printing at start: 'params', and 'train FLOPs/<item>' (training
+        FLOPs per item of items_per_example) for the dry run's model FLOPs per step."""
         return {}

@@ -288,7 +288,7 @@ class Task(base.Task):
         """Trainable parameters (BatchNorm statistics excluded) and tokens per image."""
         cfg = self.model_config
         tokens = cfg.num_patches if cfg.tokenizer == "patch" else self.num_segments
-        return {**vit.describe(cfg), "tokens": tokens + 1}
+        return {**vit.describe(cfg, self.num_segments), "tokens": tokens + 1}
 
 
 class Evaluator(evaluators.Evaluator):

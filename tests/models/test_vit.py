@@ -23,6 +23,19 @@ def test_deit_tiny_and_suit_tiny_parameter_counts():
     assert vit.describe(suit)["params"] == 5_548_504
 
 
+def test_flops_match_the_published_gmacs():
+    """Forward GMACs (train FLOPs / 6) as the SuiT paper tables them: DeiT-Ti 1.26,
+    SuiT-Ti with 196 superpixels 1.44 (its stem runs at 112 x 112)."""
+    deit = vit.ViTConfig(
+        image_size=224, num_classes=1000, patch_size=16, d_model=192, num_layers=12, num_heads=3
+    )
+    suit = vit.ViTConfig(**{**deit.__dict__, "tokenizer": "suit", "downsample": 2})
+    gmacs = lambda cfg, k=0: vit.train_flops_per_image(cfg, k) / 6e9
+    assert gmacs(deit) == pytest.approx(1.26, rel=0.01)
+    assert gmacs(suit, 196) == pytest.approx(1.44, rel=0.01)
+    assert gmacs(suit, 49) < gmacs(suit, 196)  # fewer tokens, fewer FLOPs
+
+
 def test_segment_pool_matches_a_numpy_loop_with_empty_segments():
     rng = np.random.default_rng(0)
     f = rng.normal(size=(2, 4, 5, 3)).astype(np.float32)
