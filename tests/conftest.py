@@ -142,6 +142,9 @@ def arith_tiny_base(tmp_path_factory) -> str:
     return session_artifact(tmp_path_factory, "arith_tiny_base", build)
 
 
+MESH_STEPS = 5  # steps each mesh of the eight_devices check trains
+
+
 @pytest.fixture(scope="session")
 def eight_devices(tmp_path_factory) -> dict:
     """tests/framework/mesh_check.py's checks on 8 emulated CPU devices, in one subprocess
@@ -166,9 +169,6 @@ def eight_devices(tmp_path_factory) -> dict:
     path = session_artifact(tmp_path_factory, "eight_devices", build)
     with open(os.path.join(path, "out.json")) as f:
         return json.load(f)
-
-
-MESH_STEPS = 5  # steps each mesh of the eight_devices check trains
 
 
 def pytest_collection_modifyitems(config, items) -> None:
