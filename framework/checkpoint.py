@@ -19,6 +19,7 @@ from typing import Any
 import grain
 import jax
 import jax.numpy as jnp
+import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 from etils import epath
@@ -190,14 +191,35 @@ def _array_digest(x: jax.Array) -> jax.Array:
         bits = jax.lax.bitcast_convert_type(bits, jnp.uint32)  # [..., 2]
     words = bits.astype(jnp.uint32).reshape(-1)
     odd = jnp.arange(words.shape[0], dtype=jnp.uint32) * jnp.uint32(2) + jnp.uint32(1)
-    return jnp.stack([jnp.sum(words), jnp.sum(words * odd)])
+    # dtype=uint32 keeps the sums mod 2^32 with jax_enable_x64 too (it would widen them)
+    return jnp.stack([jnp.sum(words, dtype=jnp.uint32), jnp.sum(words * odd, dtype=jnp.uint32)])
 
 
-# On one device, one small program per (shape, dtype): shared by a state's arrays (Adam's
-# moments mirror the params) and by the runs of a process, where a whole-tree program is
-# compiled anew for every model (the tiny SuiT state: 1.4 s, against 0.6 s per array and
-# then nothing for the next run of its shapes). Arrays over several devices take one
-# whole-tree program: separate programs' collectives could interleave across processes.
+def _host_digest(x: np.ndarray) -> list[int]:
+    """`_array_digest` in numpy (uint32 arithmetic wraps mod 2^32 the same way)."""
+    x = np.ascontiguousarray(x, dtype=jax.dtypes.canonicalize_dtype(x.dtype))  # as jnp would
+    width = x.dtype.itemsize * 8
+    words = x.view(np.uint32) if width == 64 else x.view(f"uint{width}").astype(np.uint32)
+    words = words.reshape(-1)
+    odd = np.arange(words.shape[0], dtype=np.uint32) * np.uint32(2) + np.uint32(1)
+    return [int(np.sum(words, dtype=np.uint32)), int(np.sum(words * odd, dtype=np.uint32))]
+
+
+def _on_host(x: Any) -> bool:
+    """Whether `x`'s bytes are already in host memory: numpy, or a JAX array on one CPU."""
+    if not isinstance(x, jax.Array):
+        return True
+    if jax.dtypes.issubdtype(x.dtype, jax.dtypes.extended):  # typed PRNG keys
+        return False
+    devices = x.sharding.device_set
+    return len(devices) == 1 and next(iter(devices)).platform == "cpu"
+
+
+# Arrays in host memory are digested by numpy (no program to compile: a tiny model's
+# state took ~1 s of compiles for 8 array shapes). Arrays on one accelerator take one
+# small program per (shape, dtype), shared by a state's arrays and the runs of a
+# process. Arrays over several devices take one whole-tree program: separate programs'
+# collectives could interleave across processes.
 _digest = jax.jit(_array_digest)
 _tree_digest = jax.jit(lambda arrays: [_array_digest(x) for x in arrays])
 
@@ -206,7 +228,9 @@ def digests(tree: Any) -> dict[str, list[int]]:
     """A digest of every array of `tree` (sharded arrays included), keyed by path."""
     flat = jax.tree_util.tree_flatten_with_path(tree)[0]
     arrays = [x for _, x in flat]
-    if all(not isinstance(x, jax.Array) or len(x.sharding.device_set) == 1 for x in arrays):
+    if all(_on_host(x) for x in arrays):
+        values = [_host_digest(np.asarray(x)) for x in arrays]
+    elif all(not isinstance(x, jax.Array) or len(x.sharding.device_set) == 1 for x in arrays):
         values = jax.device_get([_digest(x) for x in arrays])
     else:
         values = jax.device_get(_tree_digest(arrays))

@@ -188,12 +188,13 @@ def plot_losses(workdir: str, out_name: str = "loss.png") -> str | None:
     rows = read_metrics(workdir)
     if not rows or jax.process_index() != 0:
         return None
-    import matplotlib
+    # The object API with fixed margins, not pyplot + tight_layout: no global figure
+    # state (inline sweep points share the process) and about half the time per plot.
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = Figure(figsize=(6, 4))
+    fig.subplots_adjust(left=0.12, right=0.97, top=0.92, bottom=0.12)
+    ax = fig.add_subplot()
     for split in sorted({r["split"] for r in rows}):
         pts = [(r["step"], r["loss"]) for r in rows if r["split"] == split and "loss" in r]
         if pts:
@@ -205,9 +206,7 @@ def plot_losses(workdir: str, out_name: str = "loss.png") -> str | None:
     ax.grid(alpha=0.3)
     ax.legend()
     path = os.path.join(workdir, out_name)
-    fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path
 
 

@@ -13,7 +13,9 @@ Gemini 1.5 scores it.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
+import functools
 import json
 import os
 import random
@@ -54,9 +56,10 @@ def random_needles(count: int, rng: random.Random, digits: int = 5) -> list[Need
     return [Needle(c, str(rng.randint(low, high))) for c in cities]
 
 
-def sentence_starts(text: str) -> list[int]:
+@functools.lru_cache(maxsize=4)  # the corpus's, for every prompt made from it
+def sentence_starts(text: str) -> tuple[int, ...]:
     """Offsets where a sentence starts (0 and after every '.', '!' or '?' + whitespace)."""
-    return [0] + [m.end() for m in SENTENCE_END.finditer(text) if m.end() < len(text)]
+    return (0, *(m.end() for m in SENTENCE_END.finditer(text) if m.end() < len(text)))
 
 
 def insertion_point(text: str, depth: float) -> int:
@@ -83,7 +86,9 @@ def make_prompt(
         raise ValueError(f"{len(needles)} needles but {len(depths)} depths.")
     question = QUESTION.format(city=needles[ask].city)
     room = length - len(question) - sum(len(n.text) for n in needles)
-    start = next((s for s in sentence_starts(corpus) if s >= offset), 0)
+    starts = sentence_starts(corpus)
+    i = bisect.bisect_left(starts, offset)
+    start = starts[i] if i < len(starts) else 0
     if room < 1 or len(corpus) - start < room:
         raise ValueError(
             f"a prompt of {length} characters leaves {room} for the haystack; the corpus "
@@ -148,12 +153,27 @@ def training_example(corpus: str, length: int, rng: random.Random, most: int = 3
     return {"prompt": prompt, "completion": answer}
 
 
+def lm_example(corpus: str, length: int, rng: random.Random, p_needle: float = 0.5) -> dict:
+    """One sequence of `length` characters for training from scratch with the loss on
+    every token: with probability `p_needle` a needle prompt (1-3 needles) followed by
+    the asked number and a newline, else plain haystack text."""
+    if rng.random() < p_needle:
+        example = training_example(corpus, length - 6, rng)  # 5 digits + newline follow
+        text = example["prompt"] + example["completion"] + "\n"
+    else:
+        offset = rng.randrange(len(corpus) - length)
+        text = corpus[offset : offset + length]
+    return {"prompt": "", "completion": text}
+
+
 def prepare(path: str, spec: str) -> None:
-    """data.prepare hook: writes `n` training examples (JSONL) whose prompt + answer fit
-    rows of `max_len` tokens (prompt lengths uniform in [max_len/4, max_len - 7]).
-    spec: 'n=N,max_len=T,haystack=PATH,seed=S'."""
+    """data.prepare hook: writes `n` examples (JSONL) that fit rows of `max_len` tokens.
+    spec: 'n=N,max_len=T,haystack=PATH,seed=S[,mode=finetune|lm]'. finetune: prompts
+    of lengths uniform in [max_len/4, max_len - 7], the answer as the completion (the
+    loss on it alone); lm: `lm_example`s of max_len - 1 characters (one a row)."""
     values = dict(item.split("=", 1) for item in spec.split(",") if item)
     n, max_len, seed = int(values["n"]), int(values["max_len"]), int(values.get("seed", 0))
+    mode = values.get("mode", "finetune")
     corpus, _ = split_haystack(haystack_text(values.get("haystack", "")))
     rng = random.Random(seed)
     longest = max_len - 7  # BOS + 5 digits + EOS: the row holds max_len + 1 tokens
@@ -164,6 +184,9 @@ def prepare(path: str, spec: str) -> None:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(tmp, "w") as f:
         for _ in range(n):
-            example = training_example(corpus, rng.randint(shortest, longest), rng)
+            if mode == "lm":  # BOS + text + EOS = max_len + 1 tokens
+                example = lm_example(corpus, max_len - 1, rng)
+            else:
+                example = training_example(corpus, rng.randint(shortest, longest), rng)
             f.write(json.dumps(example) + "\n")
     os.replace(tmp, path)

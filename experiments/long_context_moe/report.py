@@ -2,7 +2,7 @@
 
     python -m experiments.long_context_moe.report --workdir=runs/moe [--readme=README.md]
 
-Reads WORKDIR/pretrain/* and WORKDIR/needle/* (result.json, metrics.jsonl, config.json,
+Reads WORKDIR/pretrain/* and WORKDIR/needle_lm/* (result.json, metrics.jsonl, config.json,
 long_context.json) and writes WORKDIR/report/{report.md, results.csv, *.png}:
 val_loss.png (validation loss vs training FLOPs per arm and seed), expert_load.png
 (per-expert load of each MoE run's layers), needle_<arm>.png (recall, depth x length),
@@ -267,7 +267,7 @@ def main(argv: Sequence[str] | None = None) -> str:
     """Writes the report; returns its markdown."""
     args = report_utils.report_flags(argv, __doc__)
     pretrain = load_runs(os.path.join(args.workdir, "pretrain"))
-    needle = load_runs(os.path.join(args.workdir, "needle"))
+    needle = load_runs(os.path.join(args.workdir, "needle_lm"))
     out = os.path.join(args.workdir, "report")
     os.makedirs(out, exist_ok=True)
     write_csv(os.path.join(out, "results.csv"), pretrain)

@@ -8,8 +8,9 @@ interrupted reproduction continues where it stopped):
   1 pretrain  WORKDIR/pretrain: byte-level LMs on the Python standard library's sources,
               each arm (dense, moe, and in `cpu` moe_nobalance, dense_params; dense and
               moe at 2 seeds);
-  2 needle    WORKDIR/needle: the dense and moe seed-0 runs fine-tuned on needle-in-a-
-              haystack examples (1-3 needles, prompts up to the trained length);
+  2 needle    WORKDIR/needle_lm: 2-layer LMs (dense and moe, seed 0) trained from scratch
+              on haystack text where half the rows hide 1-3 needles and end with the
+              question and the answer (loss on every byte; `stage=needle_lm`);
   3 evaluate  each needle run: the depth x length recall grid (lengths up to 4x the
               trained length) and multi-needle recall; each pretrained run: NLL vs token
               position on held-out sources (within and beyond the trained length) with the
@@ -97,8 +98,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         reproduction.run_sweep(CONFIG, base, pretrain, sweep_args)
         reproduction.run_sweep(
             CONFIG,
-            f"{base},stage=needle,pretrain={pretrain}",
-            os.path.join(workdir, "needle"),
+            f"{base},stage=needle_lm",
+            os.path.join(workdir, "needle_lm"),
             sweep_args,
         )
     except config_lib.ConfigError as e:
@@ -107,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _, eval_haystack = needle.split_haystack(needle.haystack_text(args.data_path))
     corpus_dir = os.path.dirname(os.path.normpath(_corpus_train(pretrain)))
     docs = [text for _, text in _val_documents(corpus_dir)]
-    for run_dir in evaluate.run_dirs(os.path.join(workdir, "needle")):
+    for run_dir in evaluate.run_dirs(os.path.join(workdir, "needle_lm")):
         print(f"evaluating {os.path.relpath(run_dir, workdir)} (needles, NLL)", flush=True)
         evaluate.evaluate(run_dir, plan.needle_settings(), eval_haystack, docs)
     for run_dir in evaluate.run_dirs(pretrain):

@@ -4,7 +4,9 @@ parameters; R^2 by its formula)."""
 
 from __future__ import annotations
 
+import json
 import random
+import re
 
 import numpy as np
 import pytest
@@ -56,3 +58,19 @@ def test_power_law_fit_recovers_known_parameters_and_r2_is_its_formula():
     assert position_nll.r_squared([1, 2, 3], [1, 2, 4]) == pytest.approx(1 - 1 / 2)
     nll = np.array([[4.0, 2.0, 0.0], [2.0, 2.0, 2.0]])
     np.testing.assert_allclose(position_nll.cumulative_nll(nll), [3.0, 2.5, 2.0])
+
+
+def test_lm_examples_are_full_rows_and_half_hold_a_question_and_its_answer(tmp_path):
+    path = str(tmp_path / "lm.jsonl")
+    needle.prepare(path, "n=200,max_len=128,seed=3,mode=lm")
+    with open(path) as f:
+        rows = [json.loads(line) for line in f]
+    assert len(rows) == 200 and all(r["prompt"] == "" for r in rows)
+    assert {len(r["completion"]) for r in rows} == {127}  # BOS + 127 + EOS = 129 tokens
+    asked = [r["completion"] for r in rows if "What is the special magic" in r["completion"]]
+    assert 0.35 < len(asked) / len(rows) < 0.65
+    for text in asked:  # the question, then the asked needle's number and a newline
+        city, number = re.search(
+            r"What is the special magic (\w+) number\? (\d{5})\n$", text
+        ).groups()
+        assert f"The special magic {city} number is: {number}." in text

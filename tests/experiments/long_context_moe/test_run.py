@@ -28,13 +28,14 @@ def tiny(tmp_path_factory):
 @pytest.mark.slow
 def test_tiny_reproduction_writes_every_evaluation_and_the_report(tiny):
     pretrain = evaluate.run_dirs(os.path.join(tiny, "pretrain"))
-    needle_runs = evaluate.run_dirs(os.path.join(tiny, "needle"))
+    needle_runs = evaluate.run_dirs(os.path.join(tiny, "needle_lm"))
     names = ["arm=dense_seed=0", "arm=moe_seed=0"]
     assert [os.path.basename(r) for r in pretrain] == names
     assert [os.path.basename(r) for r in needle_runs] == names[1:]  # tiny: moe only
-    for r in needle_runs:  # started from the pretrained run of its arm
+    for r in needle_runs:  # trained from scratch, 2 layers, on needle-bearing text
         config = files.read_json(os.path.join(r, "config.json"))["config"]
-        assert config["train"]["init_from"].endswith(f"pretrain/{os.path.basename(r)}:latest")
+        assert not config["train"]["init_from"] and config["model"]["num_layers"] == 2
+        assert "mode=lm" in config["data"]["prepare_spec"]
         e = files.read_json(os.path.join(r, evaluate.RESULT))
         grid = np.array(e["needle_grid"])
         assert grid.shape == (2, 2) and ((grid >= 0) & (grid <= 1)).all()
