@@ -60,9 +60,20 @@ def recall(model, tokenizer, cases: Sequence[tuple[str, str]]) -> np.ndarray:
     return np.array([needle.score(t, a) for t, (_, a) in zip(out.texts, cases, strict=True)])
 
 
+def answer_nll(model, tokenizer, cases: Sequence[tuple[str, str]]) -> list[float]:
+    """Mean teacher-forced NLL of each answer digit, prompt and answer scored in one pass
+    (equal-length prompts and answers): ln 10 = 2.30 is a guess among the digits, near 0
+    is retrieval (and only digits 2-5 low is copying once the number has started)."""
+    rows = np.stack([sampling.prompt_ids(tokenizer, p + a) for p, a in cases]).astype(np.int32)
+    graphdef, params = nnx.split(model)
+    logp_BT = np.asarray(decoding.score_tokens(graphdef, params, rows))
+    return (-logp_BT[:, -len(cases[0][1]) :]).mean(axis=0).tolist()
+
+
 def needle_tables(model, tokenizer, corpus: str, s: dict[str, Any]) -> dict[str, Any]:
-    """The single-needle grid [lengths, depths] and the multi-needle curve (one recall
-    per count at s['multi_length']), `trials` prompts per cell."""
+    """The single-needle grid [lengths, depths], the multi-needle curve (one recall per
+    count at s['multi_length']), `trials` prompts per cell, and the answer digits' NLL
+    over `trials` single-needle prompts at s['multi_length']."""
     cells = [(length, 1, [depth]) for length in s["needle_lengths"] for depth in s["depths"]] + [
         (s["multi_length"], n, None) for n in s["counts"]
     ]
@@ -73,9 +84,14 @@ def needle_tables(model, tokenizer, corpus: str, s: dict[str, Any]) -> dict[str,
     ]
     hits = recall(model, tokenizer, cases).reshape(len(cells), s["trials"]).mean(axis=1)
     grid = len(s["needle_lengths"]) * len(s["depths"])
+    single = [
+        needle_prompts(corpus, s["multi_length"], 1, None, seed=10**6 + t)
+        for t in range(s["trials"])
+    ]
     return dict(
         needle_grid=hits[:grid].reshape(len(s["needle_lengths"]), len(s["depths"])).tolist(),
         multi_needle=hits[grid:].tolist(),
+        answer_nll=answer_nll(model, tokenizer, single),
     )
 
 
@@ -158,7 +174,7 @@ def evaluate(run_dir: str, settings: dict[str, Any], corpus: str, docs: Sequence
     same = lambda keys: all(s.get(k) == old.get(k) for k in keys)
     if s.get("needle_lengths"):
         if same(NEEDLE_KEYS) and "needle_grid" in cached:
-            result |= {k: cached[k] for k in ("needle_grid", "multi_needle")}
+            result |= {k: cached[k] for k in ("needle_grid", "multi_needle", "answer_nll")}
         else:
             result |= needle_tables(model, tokenizer, corpus, s)
     tokens_NT = windows_tokens(tokenizer, docs, s["nll_len"], s["nll_docs"])

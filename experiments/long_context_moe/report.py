@@ -138,11 +138,13 @@ def _needle_claims(needle: list[dict]) -> list[str]:
         mean_out = float(grid[~inside].mean()) if (~inside).any() else float("nan")
         holds = worst_in >= 0.9 and (not (~inside).any() or mean_out < float(grid[inside].mean()))
         multi = e["multi_needle"]
+        digits = ", ".join(f"{x:.2f}" for x in e.get("answer_nll", []))
         out.append(
             f"- M3 ({r['arm']}) needle recall ~1 within the trained length at every depth, "
             f"falling beyond: {_verdict(holds)} (worst cell within {worst_in:.2f}, mean "
             f"within {float(grid[inside].mean()):.2f}, mean beyond {mean_out:.2f}); multi-"
-            f"needle recall by count {dict(zip(s['counts'], [round(x, 2) for x in multi]))}"
+            f"needle recall by count {dict(zip(s['counts'], [round(x, 2) for x in multi]))}; "
+            f"answer digits' NLL [{digits}] nats (a guess: ln 10 = 2.30)"
         )
     return out or ["- M3 needle recall: not tested (no needle runs)"]
 

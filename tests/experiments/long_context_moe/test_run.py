@@ -40,6 +40,7 @@ def test_tiny_reproduction_writes_every_evaluation_and_the_report(tiny):
         grid = np.array(e["needle_grid"])
         assert grid.shape == (2, 2) and ((grid >= 0) & (grid <= 1)).all()
         assert len(e["multi_needle"]) == 1
+        assert len(e["answer_nll"]) == 5 and all(0 < x < 10 for x in e["answer_nll"])
     for r in pretrain:
         p = files.read_json(os.path.join(r, evaluate.RESULT))["position_nll"]
         assert len(p["cumulative"]) == 2 * 128 - 1 and p["fit_upto"] == 127
