@@ -139,7 +139,7 @@ def get_config(arg: str | None = None):
 
 def get_sweep(arg: str | None = None) -> list[dict]:
     """stage=pretrain: dense and moe at seeds 0 and 1 (M1), moe_nobalance at seed 0, and
-    with arms=all dense_params at seed 0 (3x the FLOPs of the others: about 45 minutes
+    with arms=all dense_params at seed 0 (2.75x the FLOPs of the others: about 12 minutes
     more on 2 cores); tiny: dense and moe at seed 0. stage=needle or needle_lm: dense
     and moe at seed 0 (tiny: moe)."""
     a = _arg(arg)

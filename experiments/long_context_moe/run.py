@@ -16,7 +16,8 @@ interrupted reproduction continues where it stopped):
               position on held-out sources (within and beyond the trained length) with the
               power-law fit, and the MoE runs' expert loads;
   4 report    WORKDIR/report (experiments/long_context_moe/report.py).
-`cpu` takes about 80 minutes on 2 cores; `tiny` (the test) well under a minute.
+`cpu` takes about 65 minutes on 2 cores (measured by stage, README); `tiny` (the test)
+about 30 s.
 Exit codes: 0 done, 2 user error.
 """
 
