@@ -20,6 +20,7 @@ import sys
 import time
 
 import chex
+import numpy as np
 import pytest
 
 from framework import config as config_lib, launch, metrics, workdir as workdir_lib
@@ -180,6 +181,17 @@ def test_digests_catch_values_that_read_back_wrong():
     assert "array a differs" in checkpoint.verify(swapped, saved)
     huge = {"a": jnp_array([1.0, 2.0, 1e23]), "b": tree["b"]}
     assert "array a differs" in checkpoint.verify(huge, saved)
+    # host (numpy) and device (jitted) digests agree, sums mod 2^32 for every dtype width
+    for x in (
+        tree["a"],
+        tree["b"]["c"],
+        jnp_array([[0.5, -7.0]], "bfloat16"),
+        jnp_array([3], "int8"),
+    ):
+        assert checkpoint._host_digest(np.asarray(x)) == [int(v) for v in checkpoint._digest(x)]
+    # digests written unwrapped (jax_enable_x64, before the sums were pinned to uint32)
+    widened = {k: [v[0] + 2**32, v[1] + 5 * 2**32] for k, v in saved.items()}
+    assert checkpoint.verify(tree, widened) is None
 
 
 def jnp_array(values, dtype="float32"):
