@@ -83,12 +83,16 @@ def model_overrides(arm: str, v: dict) -> dict:
     )
 
 
+def needle_examples(a, v: dict) -> int:
+    """How many needle examples the stage trains on (needle_lm: one a row, one epoch)."""
+    return v["batch"] * (a.steps or v["lm_steps"]) if a.stage == "needle_lm" else v["needles"]
+
+
 def needle_spec(a, v: dict) -> str:
     """experiments.long_context_moe.needle.prepare's spec for this variant and stage."""
-    if a.stage == "needle_lm":  # one row per example, one epoch
-        n = v["batch"] * (a.steps or v["lm_steps"])
-        return f"n={n},max_len={v['seq']},haystack={a.haystack},seed={a.seed},mode=lm"
-    return f"n={v['needles']},max_len={v['seq']},haystack={a.haystack},seed={a.seed}"
+    mode = ",mode=lm" if a.stage == "needle_lm" else ""
+    n = needle_examples(a, v)
+    return f"n={n},max_len={v['seq']},haystack={a.haystack},seed={a.seed}{mode}"
 
 
 def get_config(arg: str | None = None):
@@ -109,15 +113,16 @@ def get_config(arg: str | None = None):
         c.data.update(dict(path=f"{corpus}/train", prepare="data.pycorpus"))
         c.data.prepare_spec = f"train_mb={v['corpus_mb']},val_mb={v['corpus_mb'] / 8}"
     else:
-        spec = needle_spec(a, v)
-        name = f"needles_{a.variant}_n{v['needles']}_seed{a.seed}"
+        prefix = "needle_lm" if a.stage == "needle_lm" else "needles"
+        name = f"{prefix}_{a.variant}_n{needle_examples(a, v)}_seed{a.seed}"
         if a.stage == "needle_lm":
-            name = f"needle_lm_{a.variant}_n{spec.split(',')[0][2:]}_seed{a.seed}"
             c.model.num_layers = v["lm_layers"]
         else:
             c.train.init_from = a.init or f"{a.pretrain}/arm={a.arm}_seed={a.seed}:latest"
         c.data.update(dict(path=f"{a.data_dir}/{name}.jsonl", format="examples"))
-        c.data.update(dict(prepare="experiments.long_context_moe.needle", prepare_spec=spec))
+        c.data.update(
+            dict(prepare="experiments.long_context_moe.needle", prepare_spec=needle_spec(a, v))
+        )
     c.data.seq_len = v["seq"]
     c.train.update(
         dict(

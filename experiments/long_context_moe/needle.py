@@ -174,6 +174,8 @@ def prepare(path: str, spec: str) -> None:
     values = dict(item.split("=", 1) for item in spec.split(",") if item)
     n, max_len, seed = int(values["n"]), int(values["max_len"]), int(values.get("seed", 0))
     mode = values.get("mode", "finetune")
+    if mode not in ("finetune", "lm"):
+        raise ValueError(f"needle data mode={mode!r} is unknown; choose finetune or lm.")
     corpus, _ = split_haystack(haystack_text(values.get("haystack", "")))
     rng = random.Random(seed)
     longest = max_len - 7  # BOS + 5 digits + EOS: the row holds max_len + 1 tokens

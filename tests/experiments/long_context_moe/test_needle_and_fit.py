@@ -74,3 +74,5 @@ def test_lm_examples_are_full_rows_and_half_hold_a_question_and_its_answer(tmp_p
             r"What is the special magic (\w+) number\? (\d{5})\n$", text
         ).groups()
         assert f"The special magic {city} number is: {number}." in text
+    with pytest.raises(ValueError, match="mode='chat' is unknown"):
+        needle.prepare(path, "n=2,max_len=128,mode=chat")
