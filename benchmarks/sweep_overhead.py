@@ -1,13 +1,15 @@
 """Sweep start-up overhead: a 12-point tiny sweep with --inline against one process a point.
 
-    python benchmarks/sweep_overhead.py [--steps=10] [--parallel=1]
+    python benchmarks/sweep_overhead.py [--steps=10] [--parallel=1] [--repeats=3]
 
 The sweep is configs/quickstart.py at size=tiny (3 learning rates x 2 widths x 2 seeds,
 `--steps` steps each, evaluation at the end). Each mode runs as the user would run it,
 `python -m framework.sweep ...` from a fresh workdir (so each pays its own JAX import
 and builds its own compilation cache in DIR/jax_cache), one after the other in this
 run; the wall times and their ratio are printed, with the points' final losses checked
-equal between the modes.
+equal between the modes. This machine's wall times drift by 10-20 % from one minute to
+the next, so `--repeats` pairs are run (inline then process, each pair side by side) and
+the median of the pairs' ratios is the result.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import csv
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -49,28 +52,36 @@ def run_mode(config: str, workdir: str, steps: int, extra: list[str]) -> tuple[f
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Runs both modes and prints the table and the ratio."""
+    """Runs both modes `--repeats` times and prints the table and the median ratio."""
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--steps", type=int, default=10, help="training steps per point")
     p.add_argument("--parallel", type=int, default=1, help="processes at once (process mode)")
+    p.add_argument("--repeats", type=int, default=3, help="pairs of runs; the median counts")
     args = p.parse_args(argv)
+    process_mode = f"process x{args.parallel}"
+    modes = {"inline": ["--inline"], process_mode: [f"--parallel={args.parallel}"]}
+    ratios, same = [], True
     with tempfile.TemporaryDirectory() as tmp:
         config = os.path.join(tmp, "sweep12.py")
         with open(config, "w") as f:
             f.write(SWEEP)
-        modes = {
-            "inline": ["--inline"],
-            f"process x{args.parallel}": [f"--parallel={args.parallel}"],
-        }
-        walls, losses = {}, {}
-        for name, extra in modes.items():
-            workdir = os.path.join(tmp, name.replace(" ", "_"))
-            walls[name], losses[name] = run_mode(config, workdir, args.steps, extra)
-            print(f"{name:<12} 12 points in {walls[name]:6.1f} s", flush=True)
-    inline, process = walls["inline"], walls[f"process x{args.parallel}"]
-    same = losses["inline"] == losses[f"process x{args.parallel}"]
+        for rep in range(args.repeats):
+            walls, losses = {}, {}
+            for name, extra in modes.items():
+                workdir = os.path.join(tmp, f"{rep}_{name.replace(' ', '_')}")
+                walls[name], losses[name] = run_mode(config, workdir, args.steps, extra)
+            ratios.append(walls[process_mode] / walls["inline"])
+            same = same and losses["inline"] == losses[process_mode]
+            print(
+                f"pair {rep + 1}: inline {walls['inline']:5.1f} s, {process_mode} "
+                f"{walls[process_mode]:5.1f} s for 12 points: {ratios[-1]:.2f}x",
+                flush=True,
+            )
     print(f"final train losses identical in both modes: {same}")
-    print(f"process / inline wall time = {process / inline:.2f}x (inline is faster by this)")
+    print(
+        f"process / inline wall time, median of {args.repeats} pairs = "
+        f"{statistics.median(ratios):.2f}x (inline is faster by this)"
+    )
 
 
 if __name__ == "__main__":

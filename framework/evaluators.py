@@ -69,6 +69,10 @@ class EvaluatorBase:
         every = self.every_steps or default_every
         return not self.final_only and bool(every) and step % every == 0
 
+    def prepare(self, abstract_params: Any) -> None:
+        """Starts compiling what the first evaluation will run (on the background
+        compile thread, framework/programs.py); the default prepares nothing."""
+
     def run_at(self, params: Any, step: int) -> dict[str, float]:
         """Evaluates `params` as the parameters of `step`."""
         self.step = step
@@ -116,6 +120,7 @@ class Evaluator(EvaluatorBase):
 
         self._step = jax.jit(step, in_shardings=(ctx.params_sharding, self.batch_sharding))
         self._compiled: dict[tuple, Any] = {}
+        self._started: dict[str, Callable[[], Any]] = {}  # program key -> its compile
         self._cfg_json = json.dumps(cfg.to_dict(), sort_keys=True, default=repr)
         try:  # fail at start, not at the first evaluation
             first = next(iter(self._batches()), None)
@@ -125,6 +130,25 @@ class Evaluator(EvaluatorBase):
             raise ConfigError(
                 f"evals.{name}: split {self.split!r} is too small for one batch of "
                 f"{self.batch_size}; lower evals.{name}.batch_size or give more data."
+            )
+        count = jax.process_count()  # each process holds 1/count of the global batch
+        self._first_batch = {
+            k: jax.ShapeDtypeStruct(
+                (np.shape(v)[0] * count, *np.shape(v)[1:]),
+                np.asarray(v).dtype,
+                sharding=self.batch_sharding,
+            )
+            for k, v in first.items()
+        }
+
+    def prepare(self, abstract_params: Any) -> None:
+        """Starts compiling the step for the split's first batch shape. Only a shared
+        program (its key names every argument's shape, dtype and sharding) is started:
+        the first evaluation takes it only when its real arguments give the same key."""
+        key = self._program_key(abstract_params, self._first_batch)
+        if key is not None and key not in self._started:
+            self._started[key] = programs.compile_in_background(
+                key, lambda: self._step.lower(abstract_params, self._first_batch)
             )
 
     def batch_metrics(self, model: Any, batch: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
@@ -163,14 +187,19 @@ class Evaluator(EvaluatorBase):
         means = finalize(sums, max(float(total), 1e-12))
         return {k: float(np.asarray(v)) for k, v in means.items()}
 
+    def _program_key(self, params: Any, batch: Any) -> str | None:
+        if self.ctx.program_base is None:
+            return None
+        base = f"{self.ctx.program_base}|{type(self).__name__}|{self._cfg_json}"
+        return programs.key("eval_step", base, params, batch)
+
     def _compile(self, params: Any, batch: Any) -> Any:
-        """The eval step compiled for these shapes, shared with earlier runs' identical
-        ones when the run shares programs."""
-        program_key = None
-        if self.ctx.program_base is not None:
-            base = f"{self.ctx.program_base}|{type(self).__name__}|{self._cfg_json}"
-            program_key = programs.key("eval_step", base, params, batch)
-        return programs.get_or_build(program_key, lambda: self._step.lower(params, batch).compile())
+        """The eval step compiled for these shapes (started by `prepare`, or now), shared
+        with earlier runs' identical ones when the run shares programs."""
+        program_key = self._program_key(params, batch)
+        build = self._started.pop(program_key, None) if program_key else None
+        build = build or (lambda: self._step.lower(params, batch).compile())
+        return programs.get_or_build(program_key, build)
 
 
 class CollectingEvaluator(EvaluatorBase):

@@ -95,6 +95,7 @@ class Trainer:
                 self._init_base = f"{task_class}|{narrow}|{self.mesh!r}"
         self._build_state_functions()
         self._compiled_step = None
+        self._init_build: Any = None  # a background compile of the init (run)
         ctx = evaluators_lib.EvalContext(
             mesh=self.mesh,
             params_sharding=self.variables_sharding,
@@ -208,15 +209,19 @@ class Trainer:
             return None
         return programs.key(kind, self._program_base, *args)
 
-    def _init(self) -> dict[str, Any]:
-        """The state at step 0 from the compiled init (seed as its argument)."""
+    def _init_program(self) -> tuple[np.int64, str | None]:
+        """(seed, program key) of the compiled init, which takes the seed as its argument."""
         seed = np.int64(self.config.seed)
         if self._init_base is not None:  # a narrow key: the output's shapes join it
-            key = programs.key("init", self._init_base, seed, self.abstract_state)
-        else:
-            key = self._program_key("init", seed)
-        compiled = programs.get_or_build(key, lambda: self._init_fn.lower(seed).compile())
-        return compiled(seed)
+            return seed, programs.key("init", self._init_base, seed, self.abstract_state)
+        return seed, self._program_key("init", seed)
+
+    def _init(self) -> dict[str, Any]:
+        """The state at step 0 from the compiled init (started early by `run`, or now)."""
+        seed, key = self._init_program()
+        build, self._init_build = self._init_build, None
+        build = build or (lambda: self._init_fn.lower(seed).compile())
+        return programs.get_or_build(key, build)(seed)
 
     def abstract_schedule_args(self) -> dict[str, jax.ShapeDtypeStruct]:
         """Shapes and shardings of the step's schedule arguments (for lowering)."""
@@ -351,6 +356,12 @@ class Trainer:
                     )
                 if self.reference:
                     init_from.check(self.reference, "", self.abstract_state["params"])
+                seed, key = self._init_program()  # compiles while the step compiles
+                self._init_build = programs.compile_in_background(
+                    key, lambda: self._init_fn.lower(seed)
+                )
+            for evaluator in self.evaluators.values():
+                evaluator.prepare(self.abstract_variables)
             report = self.memory_report(self.compile_step())
             if not report["fits"]:
                 raise config_lib.ConfigError(dry_run.fit_error(report))

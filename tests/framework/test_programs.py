@@ -157,3 +157,27 @@ def test_the_init_program_is_shared_across_everything_but_model_and_optimizer(tm
     assert t._init_base == base._init_base
     for change in ({"model.d_ff": 48}, {"optimizer.name": "sgd"}):
         assert trainer_lib.Trainer(config(**change), str(tmp_path / "x"))._init_base != t._init_base
+
+
+def test_init_and_eval_compile_in_background_and_are_taken(tmp_path, monkeypatch):
+    """run() starts the init's and the evaluator's compiles on the background thread
+    while the step compiles; the run takes both (their keys are the ones of the real
+    arguments), and a background compile gives the foreground one's program."""
+    programs.clear()
+    started = []
+    real = programs.compile_in_background
+
+    def record(key, lower):
+        started.append(key)
+        return real(key, lower)
+
+    monkeypatch.setattr(programs, "compile_in_background", record)
+    t = trainer_lib.Trainer(config(), str(tmp_path / "run"))
+    before = dict(programs.stats)
+    t.run()
+    assert len(started) == 2 and all(k in programs._programs for k in started)
+    assert t.evaluators["val"]._started == {}
+    assert programs.stats["misses"] - before["misses"] == 3  # step, init, eval: once each
+    seed = np.int64(5)
+    background = real(None, lambda: t._init_fn.lower(seed))()
+    chex.assert_trees_all_equal(background(seed), t._init_fn.lower(seed).compile()(seed))
