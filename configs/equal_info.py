@@ -9,7 +9,7 @@ tokens_dir=runs/eqinfo/tokens --workdir=runs/eqinfo_m2_eq16
 The experiment (`python -m experiments.equal_info.run`) trains M1, compresses the
 corpus with every method (experiments/equal_info/compress.py) and trains M2 on each.
 Arguments:
-  variant     tiny (tests) | cpu (default)
+  variant     tiny (tests) | cpu (default) | cpu_bos (cpu, M1 with BOS on every row)
   stage       m1 | m2
   method      m2: the token files' method (bytes, sp, gzip, static_ac, ac, eq16, eq32,
               eq64, and each *_65k for 16-bit tokens)
@@ -40,8 +40,12 @@ VARIANTS = {
         corpus_mb=12,
     ),
 }  # fmt: skip
+# cpu_bos: the cpu shapes with the paper's M1 convention, BOS before every training row
+# (data.bos_every_row), and EqualInfoAC's first byte coded by M1 after BOS (Q6's test).
+VARIANTS["cpu_bos"] = dict(VARIANTS["cpu"], m1_bos=True)
 TINY_METHODS = ("bytes", "ac", "eq16")
 CPU_METHODS = ("bytes", "sp", "gzip", "static_ac", "ac", "eq16", "eq32")
+DEFAULT_METHODS = {"tiny": TINY_METHODS, "cpu": CPU_METHODS, "cpu_bos": ("eq16", "eq32")}
 
 
 def _arg(arg: str | None):
@@ -78,6 +82,7 @@ def get_config(arg: str | None = None):
         corpus = corpus_dir(a.data_dir, a.variant)
         c.data.update(dict(path=f"{corpus}/train", prepare="data.pycorpus"))
         c.data.prepare_spec = f"train_mb={v['corpus_mb']},val_mb={v['corpus_mb'] / 16}"
+        c.data.bos_every_row = v.get("m1_bos", False)
     else:
         m = METHODS[a.method]
         vocab = m.vocab(SP_VOCAB[a.variant])
@@ -112,6 +117,5 @@ def get_sweep(arg: str | None = None) -> list[dict]:
     a = _arg(arg)
     if a.stage == "m1":
         return [{}]
-    default = TINY_METHODS if a.variant == "tiny" else CPU_METHODS
-    methods = a.methods.split("+") if a.methods else list(default)
+    methods = a.methods.split("+") if a.methods else list(DEFAULT_METHODS[a.variant])
     return product({"arg:method": methods})

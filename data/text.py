@@ -74,6 +74,14 @@ def _chunk(stream: np.ndarray, seq_len: int) -> np.ndarray:
     return np.ascontiguousarray(windows, dtype=np.int32)
 
 
+def _chunk_row_bos(stream: np.ndarray, seq_len: int, bos_id: int) -> np.ndarray:
+    """Cuts `stream` into rows of `bos_id` + seq_len tokens with stride seq_len (no
+    overlap: each row's context starts at its BOS); drops the tail."""
+    n = len(stream) // seq_len
+    body = np.asarray(stream[: n * seq_len], np.int32).reshape(n, seq_len)
+    return np.concatenate([np.full((n, 1), bos_id, np.int32), body], axis=1)
+
+
 def _concat_with_bos(docs: Sequence[np.ndarray], bos_id: int) -> np.ndarray:
     """Returns one int32 stream: each document prefixed with `bos_id`, concatenated."""
     bos = np.array([bos_id], np.int32)
@@ -128,12 +136,15 @@ def load_lm_data(
     val_fraction: float = 0.05,
     embedded_chars: int = 1_000_000,
     seed: int = 0,
+    bos_every_row: bool = False,
 ) -> LMData:
     """Reads, tokenizes, splits (last `val_fraction` of tokens is val) and packs text.
 
     `path` '' means the generated corpus (`embedded_chars` chars, `seed`). The split is
     by tokens of the concatenated BOS-prefixed stream, before chunking, so even one
-    file yields both parts.
+    file yields both parts. `bos_every_row`: every row is BOS followed by the next
+    seq_len tokens of the stream (rows start mid-document and see nothing before their
+    BOS; Lester et al.'s M1), instead of `pack_documents`' overlapping rows.
     """
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}.")
@@ -155,9 +166,12 @@ def load_lm_data(
             f"part ({_tokens_needed(need, val_fraction)} tokens in total); add text or lower "
             "seq_len."
         )
+    chunk = _chunk
+    if bos_every_row:
+        chunk = lambda part, t: _chunk_row_bos(part, t, tokenizer.bos_id)  # noqa: E731
     return LMData(
-        train=_chunk(stream[:n_train], seq_len),
-        val=_chunk(stream[n_train:], seq_len),
+        train=chunk(stream[:n_train], seq_len),
+        val=chunk(stream[n_train:], seq_len),
         tokenizer=tokenizer,
     )
 

@@ -2,7 +2,7 @@
 
     python -m experiments.equal_info.compress --corpus=DIR --out=DIR [--m1=RUN]
         [--methods=bytes,gzip,eq16,...] [--train_kb=2048] [--val_kb=256]
-        [--example_bytes=2048] [--rows=64] [--sp_vocab=4096]
+        [--example_bytes=2048] [--rows=64] [--sp_vocab=4096] [--first_byte=unigram|bos]
 
 DIR (the corpus) holds train/ and val/ folders of UTF-8 .txt documents (data/pycorpus.py
 writes one). Each split's documents, in name order, are concatenated up to --train_kb /
@@ -35,6 +35,7 @@ from framework import files
 from framework.metrics import format_duration
 
 SHARD_ROWS = 4  # groups of `rows` examples per shard
+FIRST_BYTE = ("unigram", "bos")  # how M1 codes a row's first byte (m1_byte_model)
 
 
 class CompressError(ValueError):
@@ -73,14 +74,20 @@ def examples_of(docs: Sequence[bytes], example_bytes: int) -> list[bytes]:
     return [text[i : i + example_bytes] for i in range(0, len(text), example_bytes)]
 
 
-def m1_byte_model(run_dir: str, first_freqs: np.ndarray) -> tuple[compression.ByteModel, int]:
+def m1_byte_model(
+    run_dir: str, first_freqs: np.ndarray, first_byte: str = "unigram"
+) -> tuple[compression.ByteModel, int]:
     """(ByteModel, non-embedding parameters) of a byte-level LM run's latest checkpoint.
 
-    Position 0 of a row gets `first_freqs` (the corpus's byte frequencies), position t
-    M1's next-byte distribution after bytes 0..t-1 of the row (renormalised over the
-    256 bytes). Not BOS then M1: M1 trained on packed rows, where BOS precedes only a
-    document's start, so its distribution after BOS is a document opening's, not that
-    of a byte somewhere in the text as a window's first byte is (it cost ~8 bits)."""
+    Position t > 0 of a row gets M1's next-byte distribution after bytes 0..t-1 of the
+    row (renormalised over the 256 bytes). Position 0, with first_byte='unigram',
+    `first_freqs` (the corpus's byte frequencies): an M1 trained on packed rows sees
+    BOS only before a document's start, so its distribution after BOS is a document
+    opening's, not that of a byte somewhere in the text as a window's first byte is (it
+    cost ~8 bits). With first_byte='bos', M1's distribution after BOS, and BOS starts
+    the context of every position (the paper's M1, trained with data.bos_every_row)."""
+    if first_byte not in FIRST_BYTE:
+        raise CompressError(f"first_byte={first_byte!r}; choose one of {', '.join(FIRST_BYTE)}.")
     from flax import nnx
 
     from framework import decoding, sample
@@ -96,6 +103,10 @@ def m1_byte_model(run_dir: str, first_freqs: np.ndarray) -> tuple[compression.By
     first_V = np.log(first_freqs / first_freqs.sum()).astype(np.float32)
 
     def logprobs(bytes_BT: np.ndarray) -> np.ndarray:
+        if first_byte == "bos":
+            bos_B1 = np.full((len(bytes_BT), 1), tokenizer.bos_id, np.int32)
+            inputs_BT = np.concatenate([bos_B1, bytes_BT[:, :-1]], axis=1)
+            return np.asarray(decoding.all_logprobs(graphdef, params, inputs_BT))[..., :256]
         logp_BTV = np.asarray(decoding.all_logprobs(graphdef, params, bytes_BT[:, :-1]))
         first_B1V = np.broadcast_to(first_V, (len(bytes_BT), 1, 256))
         return np.concatenate([first_B1V, logp_BTV[..., :256]], axis=1)
@@ -201,9 +212,11 @@ def compress(
     rows: int = 64,
     sp_vocab: int = 4096,
     max_window_bytes: int = 64,
+    first_byte: str = "unigram",
     log: Callable[[str], None] = print,
 ) -> dict[str, dict]:
-    """Writes every method's token shards (module docstring); returns method_stats."""
+    """Writes every method's token shards (module docstring); returns method_stats.
+    `first_byte`: how M1 codes a row's first byte (m1_byte_model)."""
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise CompressError(f"unknown methods {unknown}; choose from {', '.join(METHODS)}.")
@@ -213,13 +226,15 @@ def compress(
     ctx = dict(rows=rows, example_bytes=example_bytes, max_window_bytes=max_window_bytes)
     settings = dict(ctx, m1=os.path.abspath(m1) if m1 else "", sp_vocab=sp_vocab,
                     train_bytes=train_bytes, val_bytes=val_bytes)  # fmt: skip
+    if first_byte != "unigram":  # (manifests written before the option stay valid)
+        settings["first_byte"] = first_byte
     _check_manifest(out, settings)
     ctx["unigram"] = compression.unigram_freqs(b"".join(splits["train"]))
     if any(m.uses_m1 for m in chosen):
         if not m1:
             raise CompressError("methods ac and eq* need --m1, a byte-level LM run.")
         ctx["context"] = _m1_context(m1)
-        ctx["m1"], ctx["m1_params"] = m1_byte_model(m1, ctx["unigram"])
+        ctx["m1"], ctx["m1_params"] = m1_byte_model(m1, ctx["unigram"], first_byte)
         files.atomic_write_json(
             os.path.join(out, "m1.json"), dict(run=m1, non_embedding=ctx["m1_params"])
         )
@@ -286,12 +301,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--example_bytes", type=int, default=2048)
     p.add_argument("--rows", type=int, default=64)
     p.add_argument("--sp_vocab", type=int, default=4096)
+    p.add_argument("--first_byte", default="unigram", choices=FIRST_BYTE)
     args = p.parse_args(argv)
     try:
         stats = compress(
             args.corpus, args.out, args.methods.split(","), m1=args.m1,
             train_bytes=args.train_kb << 10, val_bytes=args.val_kb << 10,
             example_bytes=args.example_bytes, rows=args.rows, sp_vocab=args.sp_vocab,
+            first_byte=args.first_byte,
         )  # fmt: skip
     except CompressError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -1,6 +1,6 @@
 """The one command of the Equal-Info Windows reproduction at CPU scale.
 
-    python -m experiments.equal_info.run --workdir=runs/eqinfo [--variant=cpu|tiny]
+    python -m experiments.equal_info.run --workdir=runs/eqinfo [--variant=cpu|cpu_bos|tiny]
         [--data_path=CORPUS] [--parallel=2 | --inline]
 
 Stages (configs/equal_info.py; finished runs, shards and evaluations are skipped, so an
@@ -15,7 +15,9 @@ interrupted reproduction continues where it stopped):
 The corpus is the Python standard library's sources (written to WORKDIR/data), or with
 --data_path a folder holding train/ and val/ folders of UTF-8 .txt documents.
 `cpu` takes about 1 h 45 min on 2 cores (M1 12 min, compression ~25, M2 ~65 for seven
-runs two at a time); `tiny` (the test) well under a minute. Exit codes: 0 done, 2 user error.
+runs two at a time); `cpu_bos` (M1 trained with BOS before every row, which codes each
+window's first byte after BOS as the paper's M1 did; EqualInfoAC[16] and [32] only)
+about 1 h; `tiny` (the test) well under a minute. Exit codes: 0 done, 2 user error.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ class Plan:
     example_bytes: int
     rows: int  # examples coded at once (M1's batch)
     methods: tuple[str, ...]  # compressed (M2 trains on the config's subset)
+    first_byte: str = "unigram"  # how M1 codes a window's first byte (compress.py)
 
 
 PLANS = {
@@ -53,6 +56,7 @@ PLANS = {
         ("bytes", "sp", "gzip", "gzip_65k", "static_ac", "static_ac_65k", "ac", "ac_65k",
          "eq16", "eq16_65k", "eq32", "eq32_65k"),
     ),
+    "cpu_bos": Plan(1536, 192, 2048, 64, ("eq16", "eq32"), first_byte="bos"),
 }  # fmt: skip
 
 
@@ -78,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         compress.compress(
             corpus, tokens_dir, plan.methods, m1=m1_dir, train_bytes=plan.train_kb << 10,
             val_bytes=plan.val_kb << 10, example_bytes=plan.example_bytes, rows=plan.rows,
-            sp_vocab=SP_VOCAB[args.variant],
+            sp_vocab=SP_VOCAB[args.variant], first_byte=plan.first_byte,
         )  # fmt: skip
         m2 = os.path.join(workdir, "m2")
         reproduction.run_sweep(CONFIG, f"{base},stage=m2,tokens_dir={tokens_dir}", m2, sweep_args)

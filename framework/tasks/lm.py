@@ -51,6 +51,9 @@ def default_config() -> ml_collections.ConfigDict:
             tokenizer="byte",  # byte | sentencepiece
             sentencepiece_model="",
             seq_len=128,
+            # text files: every row is BOS + seq_len tokens cut from the stream (rows
+            # start mid-document, their context only their own tokens), not packed rows
+            bos_every_row=False,
             val_fraction=0.05,
             embedded_chars=1_000_000,
             # A module whose prepare(path, spec) writes data.path when it is missing,
@@ -215,6 +218,11 @@ class Task(base.Task):
                 module.prepare(d.path, d.prepare_spec)
             except ValueError as e:  # a bad spec, or a file made from another one
                 raise config_lib.ConfigError(f"data.prepare={d.prepare!r}: {e}") from None
+        if d.bos_every_row and (d.source or d.format != "text"):
+            raise config_lib.ConfigError(
+                "data.bos_every_row applies to text files (data.path, format 'text'); "
+                f"unset it for data.source={d.source!r}, data.format={d.format!r}."
+            )
         try:
             if d.source:
                 return self._open_stream(tokenizer)
@@ -243,6 +251,7 @@ class Task(base.Task):
             val_fraction=d.val_fraction,
             embedded_chars=d.embedded_chars,
             seed=seed,
+            bos_every_row=d.bos_every_row,
         )
 
     def _open_stream(self, tokenizer: tokenizers.Tokenizer) -> streaming.StreamingData:

@@ -108,6 +108,16 @@ def test_load_lm_data_folder_order_and_no_val(tmp_path):
     assert data.val.shape == (0, 6)
 
 
+def test_load_lm_data_bos_every_row_cuts_the_stream_after_a_bos(tmp_path):
+    (tmp_path / "1.txt").write_text("abcdefg", encoding="utf-8")
+    data = load_lm_data(
+        str(tmp_path), tokenizer=ByteTokenizer(), seq_len=3, val_fraction=0.0, bos_every_row=True
+    )
+    # stream: BOS a b c d e f g (8 tokens) -> rows BOS+[BOS a b], BOS+[c d e]; tail f g dropped
+    np.testing.assert_array_equal(data.train, [[257, 257, 97, 98], [257, 99, 100, 101]])
+    assert data.seq_len == 3
+
+
 def test_load_lm_data_embedded():
     data = load_lm_data("", tokenizer=ByteTokenizer(), seq_len=64, embedded_chars=20_000)
     docs = embedded_documents(20_000, seed=0)

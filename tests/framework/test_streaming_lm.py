@@ -115,3 +115,18 @@ def test_without_a_source_the_embedded_corpus_is_read_in_memory_as_before():
     assert {k: (v.shape, v.dtype) for k, v in batch.items()} == {
         k: (shape, np.dtype(dtype)) for k, (shape, dtype) in spec.items()
     }
+
+
+def test_bos_every_row_reads_rows_that_start_with_bos_and_is_refused_on_a_stream():
+    import pytest
+
+    from framework import config as config_lib
+    from framework.tasks import lm
+
+    c = quickstart.get_config("size=tiny")
+    c.data.bos_every_row = True
+    task = lm.Task(c)
+    assert (task.data.train[:, 0] == task.tokenizer.bos_id).all()
+    c.data.update(source="arrayrecord:/nowhere/*.arrayrecord")
+    with pytest.raises(config_lib.ConfigError, match="data.bos_every_row applies to text"):
+        lm.Task(c)

@@ -53,10 +53,38 @@ def test_tiny_reproduction_writes_tokens_evaluations_and_the_report(tiny, capsys
         assert claim in report
     for name in ("ratio.png", "bpb.png", "positions.png"):
         assert os.path.getsize(os.path.join(tiny, "report", name)) > 1000
+    check_first_byte_after_bos(os.path.join(tiny, "m1", "base"))
     capsys.readouterr()
     assert run.main([f"--workdir={tiny}", "--variant=tiny", "--inline"]) == 0
     out = capsys.readouterr().out
     assert "0 to run" in out and "shard" not in out  # nothing trained or compressed twice
+
+
+def check_first_byte_after_bos(m1: str) -> None:
+    """first_byte='bos': position t of a row gets M1's distribution after BOS and the
+    row's first t bytes (the paper's convention), and EqualInfoAC round-trips with it."""
+    from flax import nnx
+
+    from data import compression
+    from framework import decoding, sample
+
+    unigram = np.full(256, 64, np.int64)
+    model, _ = compress.m1_byte_model(m1, unigram, "bos")
+    lm, tokenizer, _ = sample.load_run(m1)
+    graphdef, params = nnx.split(lm)
+    row = np.frombuffer(b"def f(x):\n", np.uint8).astype(np.int32)
+    got_TV = model(row[None])[0]
+    for t in (0, 3, len(row) - 1):
+        ctx = np.array([[tokenizer.bos_id, *row[:t]]], np.int32)
+        want_V = np.asarray(decoding.all_logprobs(graphdef, params, ctx))[0, -1, :256]
+        np.testing.assert_allclose(got_TV[t], want_V, rtol=1e-5, atol=1e-5)
+    coder = compression.EqualInfo(16)
+    streams = [b"import os\nprint(os.sep)\n", b"x = [i * i for i in range(9)]\n"]
+    windows = coder.encode(streams, model, rows=4)
+    values = [[v for v, _ in w] for w in windows]
+    assert coder.decode(values, [len(s) for s in streams], model, rows=4) == streams
+    with pytest.raises(compress.CompressError, match="first_byte='first'"):
+        compress.m1_byte_model(m1, unigram, "first")
 
 
 def test_bits_and_flops_per_byte_on_hand_computed_values():
