@@ -7,7 +7,7 @@ unigram model's (token frequencies of the training files, add-1/2 smoothed) besi
 FLOPs per byte (2 N(M2) / ratio, plus 2 N(M1) per byte for M1-driven methods, as the
 paper counts; N = non-embedding parameters for both), and for windowed methods the
 validation loss at each token position within a window at every kept checkpoint (what
-M2 learns first).
+M2 learns first), beside each position's unigram loss (its token frequencies alone).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from experiments.equal_info.methods import METHODS
 from framework import checkpoint, config as config_lib, files
 
 VAL_ROWS = 64  # validation rows scored per checkpoint for the position curves
+VERSION = 2  # of equal_info_eval.json's contents; an older cached file is recomputed
 
 
 def bits_per_byte(loss_nats: float, ratio: float) -> float:
@@ -34,13 +35,19 @@ def flops_per_byte(m2_nonembedding: int, ratio: float, m1_params: int = 0) -> fl
     return 2 * m2_nonembedding / ratio + 2 * m1_params
 
 
-def unigram_loss(train_path: str, val_path: str, vocab: int) -> float:
-    """Nats per validation token of the training files' token frequencies."""
+def unigram_loss(train_path: str, val_path: str, vocab: int, per_window: int = 1) -> list:
+    """Nats per validation token of the training files' token frequencies (add-1/2),
+    counted apart for each position within a window of `per_window` tokens (the files
+    hold whole windows, so a token's position is its index mod per_window): one value
+    per position, [overall] when per_window is 1."""
     train = np.concatenate(examples.read_token_files(train_path, vocab))
     val = np.concatenate(examples.read_token_files(val_path, vocab))
-    counts = np.bincount(train, minlength=vocab) + 0.5
-    logp = np.log(counts / counts.sum())
-    return float(-logp[val].mean())
+    out = []
+    for p in range(per_window):
+        counts = np.bincount(train[p::per_window], minlength=vocab) + 0.5
+        logp = np.log(counts / counts.sum())
+        out.append(float(-logp[val[p::per_window]].mean()))
+    return out
 
 
 def position_losses(run_dir: str, per_window: int, rows: int = VAL_ROWS) -> dict[int, list]:
@@ -69,7 +76,7 @@ def evaluate(run_dir: str, method: str, tokens_dir: str) -> dict:
     path = os.path.join(run_dir, "equal_info_eval.json")
     result = files.read_json(os.path.join(run_dir, "result.json"))
     cached = files.read_json(path, None)
-    if cached and cached.get("step") == result["step"]:
+    if cached and cached.get("step") == result["step"] and cached.get("version") == VERSION:
         return cached
     from experiments.equal_info.compress import method_stats
     from models import transformer
@@ -81,6 +88,7 @@ def evaluate(run_dir: str, method: str, tokens_dir: str) -> dict:
     loss = result["eval"]["val"]["loss"]
     d = config.data
     res = dict(
+        version=VERSION,
         method=method,
         step=result["step"],
         ratio=ratio,
@@ -88,7 +96,7 @@ def evaluate(run_dir: str, method: str, tokens_dir: str) -> dict:
         val_loss=loss,
         bits_per_byte=bits_per_byte(loss, ratio),
         uniform_bpb=math.log2(vocab) / ratio,
-        unigram_bpb=bits_per_byte(unigram_loss(d.path, d.val_path, vocab), ratio),
+        unigram_bpb=bits_per_byte(unigram_loss(d.path, d.val_path, vocab)[0], ratio),
         flops_per_byte=flops_per_byte(
             transformer.param_count(_model_cfg(config))["non_embedding"], ratio, m1_params
         ),
@@ -97,6 +105,8 @@ def evaluate(run_dir: str, method: str, tokens_dir: str) -> dict:
     )
     if m.tokens_per_window > 1:
         res["positions"] = position_losses(run_dir, m.tokens_per_window)
+        # what M2 gets at each position from that position's token frequencies alone
+        res["position_unigram"] = unigram_loss(d.path, d.val_path, vocab, m.tokens_per_window)
     files.atomic_write_json(path, res)
     return res
 

@@ -111,12 +111,17 @@ def _q6(evals: dict) -> list[str]:
     half = len(first) // 2
     early, late = sum(first[:half]) / half, sum(first[half:]) / (len(first) - half)
     ok = early > late
-    return [
+    line = (
         f"- **Q6** tokens early in a window learned first ({cands[0]}, step {steps[0]}): "
         f"{'holds' if ok else 'does not hold'} — nats below uniform by position "
         + ", ".join(f"{g:.3f}" for g in first)
-        + f"; first half {early:.3f} vs second half {late:.3f}."
-    ]
+        + f"; first half {early:.3f} vs second half {late:.3f}"
+    )
+    if "position_unigram" in e:  # each position's own token frequencies, for scale
+        line += "; each position's unigram: " + ", ".join(
+            f"{math.log(e['vocab']) - x:.3f}" for x in e["position_unigram"]
+        )
+    return [line + "."]
 
 
 def tables(stats: dict, evals: dict) -> list[str]:
@@ -209,6 +214,9 @@ def _positions_figure(plt, evals: dict, out: str) -> None:
         ax.plot(range(1, len(e["positions"][step]) + 1), e["positions"][step], "o-",
                 label=f"step {step}")  # fmt: skip
     ax.axhline(math.log(e["vocab"]), c="k", ls=":", label="uniform")
+    if "position_unigram" in e:
+        unigram = e["position_unigram"]
+        ax.plot(range(1, len(unigram) + 1), unigram, "k--", label="position's unigram")
     ax.set_xlabel(f"token position within the window ({cands[0]})")
     ax.set_ylabel("validation loss (nats)")
     ax.legend(fontsize=7)

@@ -47,6 +47,7 @@ def test_tiny_reproduction_writes_tokens_evaluations_and_the_report(tiny, capsys
         assert 0 < e["unigram_bpb"] < e["uniform_bpb"] * 1.01
     e = files.read_json(os.path.join(tiny, "m2", "method=eq16", "equal_info_eval.json"))
     assert len(e["positions"]) == 5 and all(len(p) == 2 for p in e["positions"].values())
+    assert len(e["position_unigram"]) == 2 and e["version"] == evaluate.VERSION
     with open(os.path.join(tiny, "report", "report.md")) as f:
         report = f.read()
     for claim in ("**Q1**", "**Q2**", "**Q4**", "**Q5**", "**Q6**"):
@@ -92,6 +93,18 @@ def test_bits_and_flops_per_byte_on_hand_computed_values():
     assert evaluate.bits_per_byte(math.log(2) * 3.0, 1.5) == pytest.approx(2.0)
     assert evaluate.flops_per_byte(1000, 4.0) == 500.0
     assert evaluate.flops_per_byte(1000, 4.0, m1_params=10) == 520.0
+
+
+def test_unigram_loss_overall_and_per_window_position_by_hand(tmp_path):
+    np.save(tmp_path / "train.npy", np.array([1, 2, 1, 2, 1, 3], np.uint16))
+    np.save(tmp_path / "val.npy", np.array([1, 2], np.uint16))
+    train, val = str(tmp_path / "train.npy"), str(tmp_path / "val.npy")
+    # add-1/2 counts: all tokens [.5, 3.5, 2.5, 1.5] / 8; position 0 [.5, 3.5, .5, .5] / 5;
+    # position 1 [.5, .5, 2.5, 1.5] / 5
+    overall = -(math.log(3.5 / 8) + math.log(2.5 / 8)) / 2
+    assert evaluate.unigram_loss(train, val, 4) == pytest.approx([overall])
+    by_position = [-math.log(3.5 / 5), -math.log(2.5 / 5)]
+    assert evaluate.unigram_loss(train, val, 4, per_window=2) == pytest.approx(by_position)
 
 
 def test_text_that_is_not_utf8_is_one_line_exit_2(tmp_path, capsys):
