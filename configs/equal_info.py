@@ -45,7 +45,7 @@ VARIANTS = {
 VARIANTS["cpu_bos"] = dict(VARIANTS["cpu"], m1_bos=True)
 TINY_METHODS = ("bytes", "ac", "eq16")
 CPU_METHODS = ("bytes", "sp", "gzip", "static_ac", "ac", "eq16", "eq32")
-DEFAULT_METHODS = {"tiny": TINY_METHODS, "cpu": CPU_METHODS, "cpu_bos": ("eq16", "eq32")}
+DEFAULT_METHODS = {"tiny": TINY_METHODS, "cpu": CPU_METHODS, "cpu_bos": ("eq16", "eq32", "eq64")}
 
 
 def _arg(arg: str | None):

@@ -150,3 +150,11 @@ def test_compressing_into_a_folder_made_with_other_settings_is_refused(tmp_path,
     assert compress.main(argv) == 0
     assert compress.main([*argv, "--example_bytes=64"]) == 2
     assert "other settings (example_bytes)" in capsys.readouterr().err
+
+
+def test_cpu_bos_variant_trains_m1_with_bos_rows_and_codes_first_bytes_after_bos():
+    m1 = config_file.get_config("variant=cpu_bos,stage=m1")
+    assert m1.data.bos_every_row and not config_file.get_config("stage=m1").data.bos_every_row
+    sweep = config_file.get_sweep("variant=cpu_bos,stage=m2,tokens_dir=/t")
+    assert [p["arg:method"] for p in sweep] == ["eq16", "eq32", "eq64"]
+    assert run.PLANS["cpu_bos"].first_byte == "bos" and run.PLANS["cpu"].first_byte == "unigram"
