@@ -166,12 +166,15 @@ def load_lm_data(
             f"part ({_tokens_needed(need, val_fraction)} tokens in total); add text or lower "
             "seq_len."
         )
-    chunk = _chunk
-    if bos_every_row:
-        chunk = lambda part, t: _chunk_row_bos(part, t, tokenizer.bos_id)  # noqa: E731
+
+    def chunk(part: np.ndarray) -> np.ndarray:
+        if bos_every_row:
+            return _chunk_row_bos(part, seq_len, tokenizer.bos_id)
+        return _chunk(part, seq_len)
+
     return LMData(
-        train=chunk(stream[:n_train], seq_len),
-        val=chunk(stream[n_train:], seq_len),
+        train=chunk(stream[:n_train]),
+        val=chunk(stream[n_train:]),
         tokenizer=tokenizer,
     )
 

@@ -212,17 +212,17 @@ class Task(base.Task):
     def _load_data(self, tokenizer: tokenizers.Tokenizer) -> Any:
         """Train/val rows for data.format (packed text, examples or token files)."""
         d, seed = self.config.data, self.config.seed
+        if d.bos_every_row and (d.source or d.format != "text"):
+            raise config_lib.ConfigError(
+                "data.bos_every_row applies to text files (data.path, format 'text'); "
+                f"unset it for data.source={d.source!r}, data.format={d.format!r}."
+            )
         if d.prepare:
             module = config_lib.load_module(d.prepare, "data.prepare")
             try:
                 module.prepare(d.path, d.prepare_spec)
             except ValueError as e:  # a bad spec, or a file made from another one
                 raise config_lib.ConfigError(f"data.prepare={d.prepare!r}: {e}") from None
-        if d.bos_every_row and (d.source or d.format != "text"):
-            raise config_lib.ConfigError(
-                "data.bos_every_row applies to text files (data.path, format 'text'); "
-                f"unset it for data.source={d.source!r}, data.format={d.format!r}."
-            )
         try:
             if d.source:
                 return self._open_stream(tokenizer)
