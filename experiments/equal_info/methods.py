@@ -45,5 +45,5 @@ def _all() -> dict[str, Method]:
 
 
 METHODS = _all()
-SP_VOCAB = {"tiny": 512, "cpu": 4096, "cpu_bos": 4096}  # SentencePiece's vocabulary per variant
+SP_VOCAB = {"tiny": 512, "cpu": 4096, "cpu_bos": 4096, "cpu_4mb": 4096}  # per variant
 CODERS = tuple(dict.fromkeys(m.coder for m in METHODS.values()))

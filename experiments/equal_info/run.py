@@ -1,6 +1,6 @@
 """The one command of the Equal-Info Windows reproduction at CPU scale.
 
-    python -m experiments.equal_info.run --workdir=runs/eqinfo [--variant=cpu|cpu_bos|tiny]
+    python -m experiments.equal_info.run --workdir=runs/eqinfo [--variant=cpu|cpu_bos|cpu_4mb|tiny]
         [--data_path=CORPUS] [--parallel=2 | --inline]
 
 Stages (configs/equal_info.py; finished runs, shards and evaluations are skipped, so an
@@ -57,6 +57,7 @@ PLANS = {
          "eq16", "eq16_65k", "eq32", "eq32_65k"),
     ),
     "cpu_bos": Plan(1536, 192, 2048, 64, ("eq16", "eq32", "eq64"), first_byte="bos"),
+    "cpu_4mb": Plan(4096, 192, 2048, 64, ("eq16", "eq16_65k")),
 }  # fmt: skip
 
 

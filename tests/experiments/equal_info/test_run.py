@@ -158,3 +158,16 @@ def test_cpu_bos_variant_trains_m1_with_bos_rows_and_codes_first_bytes_after_bos
     sweep = config_file.get_sweep("variant=cpu_bos,stage=m2,tokens_dir=/t")
     assert [p["arg:method"] for p in sweep] == ["eq16", "eq32", "eq64"]
     assert run.PLANS["cpu_bos"].first_byte == "bos" and run.PLANS["cpu"].first_byte == "unigram"
+
+
+def test_cpu_4mb_variant_compresses_4mb_for_eq16_at_both_widths():
+    sweep = config_file.get_sweep("variant=cpu_4mb,stage=m2,tokens_dir=/t")
+    assert [p["arg:method"] for p in sweep] == ["eq16", "eq16_65k"]
+    plan, cpu = run.PLANS["cpu_4mb"], run.PLANS["cpu"]
+    assert (plan.train_kb, plan.methods) == (4096, ("eq16", "eq16_65k")) and cpu.train_kb == 1536
+    m2 = config_file.get_config("variant=cpu_4mb,stage=m2,method=eq16_65k,tokens_dir=/t")
+    assert (
+        m2.model.vocab_size == 65536
+        and m2.to_dict()
+        == config_file.get_config("variant=cpu,stage=m2,method=eq16_65k,tokens_dir=/t").to_dict()
+    )
