@@ -53,7 +53,7 @@ DEFAULT_METHODS = {
     "tiny": TINY_METHODS,
     "cpu": CPU_METHODS,
     "cpu_bos": ("eq16", "eq32", "eq64"),
-    "cpu_4mb": ("eq16", "eq16_65k"),
+    "cpu_4mb": (*CPU_METHODS, "eq64", "eq16_65k"),
 }
 
 

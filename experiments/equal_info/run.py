@@ -58,7 +58,11 @@ PLANS = {
          "eq16", "eq16_65k", "eq32", "eq32_65k"),
     ),
     "cpu_bos": Plan(1536, 192, 2048, 64, ("eq16", "eq32", "eq64"), first_byte="bos"),
-    "cpu_4mb": Plan(4096, 192, 2048, 64, ("eq16", "eq16_65k")),
+    "cpu_4mb": Plan(
+        4096, 192, 2048, 64,
+        ("bytes", "sp", "gzip", "gzip_65k", "static_ac", "static_ac_65k", "ac", "ac_65k",
+         "eq16", "eq16_65k", "eq32", "eq32_65k", "eq64", "eq64_65k"),
+    ),
 }  # fmt: skip
 
 

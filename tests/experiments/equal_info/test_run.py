@@ -160,11 +160,14 @@ def test_cpu_bos_variant_trains_m1_with_bos_rows_and_codes_first_bytes_after_bos
     assert run.PLANS["cpu_bos"].first_byte == "bos" and run.PLANS["cpu"].first_byte == "unigram"
 
 
-def test_cpu_4mb_variant_compresses_4mb_for_eq16_at_both_widths():
+def test_cpu_4mb_variant_compresses_4mb_with_every_method_and_adds_eq64_and_eq16_65k_to_m2():
     sweep = config_file.get_sweep("variant=cpu_4mb,stage=m2,tokens_dir=/t")
-    assert [p["arg:method"] for p in sweep] == ["eq16", "eq16_65k"]
+    cpu_sweep = config_file.get_sweep("variant=cpu,stage=m2,tokens_dir=/t")
+    methods = [p["arg:method"] for p in sweep]
+    assert methods == [p["arg:method"] for p in cpu_sweep] + ["eq64", "eq16_65k"]
     plan, cpu = run.PLANS["cpu_4mb"], run.PLANS["cpu"]
-    assert (plan.train_kb, plan.methods) == (4096, ("eq16", "eq16_65k")) and cpu.train_kb == 1536
+    assert (plan.train_kb, cpu.train_kb) == (4096, 1536)
+    assert plan.methods == (*cpu.methods, "eq64", "eq64_65k")
     m2 = config_file.get_config("variant=cpu_4mb,stage=m2,method=eq16_65k,tokens_dir=/t")
     cpu_m2 = config_file.get_config("variant=cpu,stage=m2,method=eq16_65k,tokens_dir=/t")
     assert m2.model.vocab_size == 65536 and m2.to_dict() == cpu_m2.to_dict()
