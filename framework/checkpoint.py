@@ -10,10 +10,13 @@ unreadable one. Orbax 0.12's own crc32c covers only zarr3 shard indices, not dat
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
+import logging as std_logging
 import os
 import shutil
+from collections.abc import Iterator
 from typing import Any
 
 import grain
@@ -259,8 +262,9 @@ def verify(tree: Any, saved: dict | None, partial: bool = False) -> str | None:
 
 def saved_tree(path: str) -> Any:
     """The metadata tree (shapes, dtypes) of the pytree checkpoint at `path`."""
-    with ocp.StandardCheckpointer() as checkpointer:
-        return checkpointer.metadata(epath.Path(path)).item_metadata.tree
+    # the item's handler reads the tree's own metadata (a Checkpointer would also look for
+    # a step-level metadata file, absent inside `state/`, and warn)
+    return ocp.PyTreeCheckpointHandler().metadata(epath.Path(path)).tree
 
 
 def _replicated_target(tree_metadata: Any) -> Any:
@@ -308,11 +312,28 @@ def saved_steps(workdir: str) -> list[int]:
     directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
     if not os.path.isdir(directory):
         raise ConfigError(f"{workdir!r} has no checkpoints; train the run first.")
-    options = ocp.CheckpointManagerOptions(read_only=True, create=False)
-    manager = ocp.CheckpointManager(directory, item_names=("state",), options=options)
+    options = ocp.CheckpointManagerOptions(read_only=True, create=False, save_interval_steps=0)
+    with _without_read_only_notice():
+        manager = ocp.CheckpointManager(directory, item_names=("state",), options=options)
     steps = sorted(manager.all_steps())
     manager.close()
     return steps
+
+
+@contextlib.contextmanager
+def _without_read_only_notice() -> Iterator[None]:
+    """Drops orbax's warning that a manager opened read-only is read-only (one per
+    evaluated checkpoint otherwise)."""
+
+    def keep(record: std_logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Given directory is read only")
+
+    logger = logging.get_absl_logger()
+    logger.addFilter(keep)
+    try:
+        yield
+    finally:
+        logger.removeFilter(keep)
 
 
 def _sources(workdir: str, which: str | int) -> list[tuple[str, int]]:
