@@ -148,6 +148,11 @@ def truncate_metrics(workdir: str, step: int) -> None:
         files.atomic_write_text(path, "".join(kept))
 
 
+def format_metrics(metrics: dict[str, float]) -> str:
+    """'a 1.234, b 5.678': the metrics sorted by name, 4 significant digits."""
+    return ", ".join(f"{k} {v:.4g}" for k, v in sorted(metrics.items()))
+
+
 def format_duration(seconds: float) -> str:
     """'1:02:03'-style duration."""
     seconds = max(0, int(round(seconds)))

@@ -69,13 +69,11 @@ from framework.decoding import (
 
 MIN_BUCKET = 16
 MAX_ROWS = 256  # default_max_rows never exceeds this
-# default_max_rows keeps one chunk's KV cache within a budget. On CPU it is about what a
-# last-level cache holds: every decode step reads the whole cache, and once it outgrows
-# that cache the step streams it from DRAM. Measured (benchmarks/sampling.py, 2 cores,
-# d_model 128 x 4 layers, 4 KiB of cache per slot and row): per-token step time at 320
-# slots 112 us at batch 32 (40 MiB), 190-200 us at 64-256 (80-320 MiB); 256 rows ran at
-# 9.0k tokens/s in chunks of 16 versus 6.5k in one. Below 8 rows the weight matmuls are
-# not yet amortised (158 us at batch 4), so CPU chunks keep at least CPU_MIN_ROWS.
+# default_max_rows keeps one chunk's KV cache within a budget, on CPU about a last-level
+# cache: each decode step reads the whole cache. Measured (benchmarks/sampling.py, 2 cores,
+# d_model 128 x 4 layers, 4 KiB per slot and row): per-token step at 320 slots 112 us at
+# batch 32 (40 MiB), 190-200 us at 64-256; 256 rows 9.0k tokens/s in chunks of 16 vs 6.5k
+# in one; 158 us at batch 4 (weight matmuls not amortised), hence CPU_MIN_ROWS.
 CPU_CACHE_BUDGET_BYTES = 32 << 20
 CPU_MIN_ROWS = 8
 Prompt = str | Sequence[int] | np.ndarray

@@ -167,7 +167,7 @@ class Trainer:
         # of a seed sweep share one init program through the persistent compilation cache.
         def init(seed: jax.Array) -> dict[str, Any]:
             params_key, train_key = jax.random.split(jax.random.key(seed))
-            params, model_state = initial_variables(task, params_key)
+            params, model_state = variables_lib.initial_variables(task, params_key)
             state = {
                 "step": jnp.zeros((), jnp.int32),
                 "params": params,
@@ -327,7 +327,9 @@ class Trainer:
             for name, evaluator in self.evaluators.items():
                 results[name] = evaluator.run_at(variables, step)
                 writer.write(step, name, results[name])
-                logging.info("eval %s @ %d: %s", name, step, _fmt(results[name]))
+                logging.info(
+                    "eval %s @ %d: %s", name, step, metrics_lib.format_metrics(results[name])
+                )
             writer.close()
             path = os.path.join(self.workdir, "result.json")
             result = files.read_json_or_set_aside(path) or {"status": "evaluated", "step": step}
@@ -549,7 +551,7 @@ class Trainer:
             if final or evaluator.due(step, self.steps["eval_every"]):
                 ran[name] = evals[name] = evaluator.run_at(self.variables(state), step)
                 writer.write(step, name, ran[name])
-                logging.info("eval %s @ %d: %s", name, step, _fmt(ran[name]))
+                logging.info("eval %s @ %d: %s", name, step, metrics_lib.format_metrics(ran[name]))
         writer.flush()
         if best is None or best.evaluator not in ran:
             return False
@@ -587,14 +589,6 @@ class Trainer:
             "wall_time_s": time.time() - t_start,
             "workdir": os.path.abspath(self.workdir),
         }
-
-
-initial_variables = variables_lib.initial_variables
-initial_params = variables_lib.initial_params
-
-
-def _fmt(metrics: dict[str, float]) -> str:
-    return ", ".join(f"{k} {v:.4g}" for k, v in sorted(metrics.items()))
 
 
 def train(

@@ -10,7 +10,12 @@ import numpy as np
 import pytest
 
 from configs import quickstart
-from framework import config as config_lib, train_step, trainer as trainer_lib
+from framework import (
+    config as config_lib,
+    train_step,
+    trainer as trainer_lib,
+    variables as variables_lib,
+)
 from framework.tasks import lm
 
 
@@ -251,7 +256,7 @@ def test_seed_is_an_argument_of_the_compiled_init(tmp_path):
     texts = [t._init_fn.lower(np.int64(0)).as_text() for t in trainers]
     assert texts[0] == texts[1]
     for seed, t in zip((0, 7), trainers):
-        expected = jax.jit(lambda t=t, seed=seed: trainer_lib.initial_params(t.task, seed))()
+        expected = jax.jit(lambda t=t, seed=seed: variables_lib.initial_params(t.task, seed))()
         chex.assert_trees_all_equal(t.init_state()["params"], expected)
     a, b = (t.init_state()["params"]["embed"]["embedding"] for t in trainers)
     assert not np.array_equal(a, b)
