@@ -17,10 +17,11 @@ Arguments:
   tokens_dir  m2: compress.py's output; the method's files are TOKENS_DIR/METHOD/{train,val}
   data_dir    m1: where the corpus is written (default runs/data)
   steps       training steps (0 = the variant's); seed
-M1 reads the Python standard library's sources (data/pycorpus.py), validation their
-last 5 %. Shapes follow the paper's "3m" M1 and "25m" M2 scaled down (d_model 128 and
-64); the MLP is the framework's SwiGLU, not the paper's ReLU. `cpu` trains M2 on the
-8-bit methods only: at d_model 64 a 65,536-way softmax costs 15x the rest of M2.
+M1 reads the Python standard library's sources (data/pycorpus.py), validation 1 file
+in 20 (by a hash of its path). Shapes follow the paper's "3m" M1 and "25m" M2 scaled
+down (d_model 128 and 64); the MLP is the framework's SwiGLU, not the paper's ReLU.
+`cpu` trains M2 on the 8-bit methods only: at d_model 64 a 65,536-way softmax costs ~17x
+the rest of M2.
 """
 
 from experiments.equal_info.methods import METHODS, SP_VOCAB

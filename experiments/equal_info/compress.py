@@ -65,6 +65,8 @@ def read_split(corpus: str, split: str, limit_bytes: int) -> list[bytes]:
             raw = raw[:limit_bytes].decode("utf-8", "ignore").encode()
         docs.append(raw)
         total += len(docs[-1])
+    if not total:
+        raise CompressError(f"{os.path.join(corpus, split)!r} holds only empty documents.")
     return docs
 
 
@@ -220,26 +222,35 @@ def compress(
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise CompressError(f"unknown methods {unknown}; choose from {', '.join(METHODS)}.")
+    sizes = dict(train_bytes=train_bytes, val_bytes=val_bytes, rows=rows)
+    for name, value in dict(sizes, example_bytes=example_bytes).items():
+        if value < 1:
+            raise CompressError(
+                f"{name}={value}: --train_kb, --val_kb, --example_bytes and --rows must be "
+                "positive."
+            )
     chosen = [METHODS[m] for m in methods]
+    if any(m.uses_m1 for m in chosen) and not m1:
+        raise CompressError("methods ac and eq* need --m1, a byte-level LM run.")
     splits = {"train": read_split(corpus, "train", train_bytes)}
     splits["val"] = read_split(corpus, "val", val_bytes)
     ctx = dict(rows=rows, example_bytes=example_bytes, max_window_bytes=max_window_bytes)
     settings = dict(ctx, m1=os.path.abspath(m1) if m1 else "", sp_vocab=sp_vocab,
-                    train_bytes=train_bytes, val_bytes=val_bytes)  # fmt: skip
+                    train_bytes=train_bytes, val_bytes=val_bytes,
+                    corpus=os.path.abspath(corpus))  # fmt: skip
     if first_byte != "unigram":  # (manifests written before the option stay valid)
         settings["first_byte"] = first_byte
-    _check_manifest(out, settings)
+    _check_manifest(out, settings, record=False)  # refuse early; record once M1 and SP load
     ctx["unigram"] = compression.unigram_freqs(b"".join(splits["train"]))
     if any(m.uses_m1 for m in chosen):
-        if not m1:
-            raise CompressError("methods ac and eq* need --m1, a byte-level LM run.")
         ctx["context"] = _m1_context(m1)
         ctx["m1"], ctx["m1_params"] = m1_byte_model(m1, ctx["unigram"], first_byte)
-        files.atomic_write_json(
-            os.path.join(out, "m1.json"), dict(run=m1, non_embedding=ctx["m1_params"])
-        )
     if any(m.coder == "sp" for m in chosen):
         ctx["sp"] = _sentencepiece(out, splits["train"], sp_vocab)
+    _check_manifest(out, settings)
+    if "m1" in ctx:
+        record = dict(run=os.path.abspath(m1), non_embedding=ctx["m1_params"])
+        files.atomic_write_json(os.path.join(out, "m1.json"), record)
     for coder in CODERS:
         group = [m for m in chosen if m.coder == coder]
         for split, docs in splits.items() if group else ():
@@ -249,20 +260,25 @@ def compress(
     return {m: method_stats(out, m) for m in methods}
 
 
-def _check_manifest(out: str, settings: dict) -> None:
-    """Records the settings in OUT/manifest.json; refuses OUT written with others."""
+def _check_manifest(out: str, settings: dict, record: bool = True) -> None:
+    """Refuses OUT written with other settings; records them in OUT/manifest.json (if
+    `record`). A manifest without the corpus (written before it was kept) stays valid."""
     path = os.path.join(out, "manifest.json")
     if os.path.exists(path):
         old = files.read_json(path)
-        diff = sorted(k for k in settings.keys() | old.keys() if settings.get(k) != old.get(k))
+        keys = settings.keys() | old.keys()
+        if "corpus" not in old:  # written before the corpus was recorded
+            keys -= {"corpus"}
+        diff = sorted(k for k in keys if settings.get(k) != old.get(k))
         if diff:
             raise CompressError(
                 f"{out!r} holds shards made with other settings ({', '.join(diff)}); "
                 "give a new --out or delete it."
             )
         return
-    os.makedirs(out, exist_ok=True)
-    files.atomic_write_json(path, settings)
+    if record:
+        os.makedirs(out, exist_ok=True)
+        files.atomic_write_json(path, settings)
 
 
 def _m1_context(run_dir: str) -> int:

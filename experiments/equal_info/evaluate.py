@@ -7,7 +7,8 @@ unigram model's (token frequencies of the training files, add-1/2 smoothed) besi
 FLOPs per byte (2 N(M2) / ratio, plus 2 N(M1) per byte for M1-driven methods, as the
 paper counts; N = non-embedding parameters for both), and for windowed methods the
 validation loss at each token position within a window at every kept checkpoint (what
-M2 learns first), beside each position's unigram loss (its token frequencies alone).
+M2 learns first), beside each position's unigram loss (its token frequencies alone) on
+the same validation rows.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from experiments.equal_info.methods import METHODS
 from framework import checkpoint, config as config_lib, files
 
 VAL_ROWS = 64  # validation rows scored per checkpoint for the position curves
-VERSION = 2  # of equal_info_eval.json's contents; an older cached file is recomputed
+VERSION = 3  # of equal_info_eval.json's contents; an older cached file is recomputed
+# (3: each position's unigram loss on the rows its model loss is measured on)
 
 
 def bits_per_byte(loss_nats: float, ratio: float) -> float:
@@ -35,6 +37,12 @@ def flops_per_byte(m2_nonembedding: int, ratio: float, m1_params: int = 0) -> fl
     return 2 * m2_nonembedding / ratio + 2 * m1_params
 
 
+def _unigram_logp_V(train: np.ndarray, vocab: int, position: int, per_window: int):
+    """Log-frequencies (add-1/2) of the training tokens at one position of the windows."""
+    counts = np.bincount(train[position::per_window], minlength=vocab) + 0.5
+    return np.log(counts / counts.sum())
+
+
 def unigram_loss(train_path: str, val_path: str, vocab: int, per_window: int = 1) -> list:
     """Nats per validation token of the training files' token frequencies (add-1/2),
     counted apart for each position within a window of `per_window` tokens (the files
@@ -42,16 +50,18 @@ def unigram_loss(train_path: str, val_path: str, vocab: int, per_window: int = 1
     per position, [overall] when per_window is 1."""
     train = np.concatenate(examples.read_token_files(train_path, vocab))
     val = np.concatenate(examples.read_token_files(val_path, vocab))
-    out = []
-    for p in range(per_window):
-        counts = np.bincount(train[p::per_window], minlength=vocab) + 0.5
-        logp = np.log(counts / counts.sum())
-        out.append(float(-logp[val[p::per_window]].mean()))
-    return out
+    return [
+        float(-_unigram_logp_V(train, vocab, p, per_window)[val[p::per_window]].mean())
+        for p in range(per_window)
+    ]
 
 
-def position_losses(run_dir: str, per_window: int, rows: int = VAL_ROWS) -> dict[int, list]:
-    """{checkpoint step: mean NLL of the targets at window position 0..per_window-1}."""
+def position_losses(
+    run_dir: str, per_window: int, rows: int = VAL_ROWS
+) -> tuple[dict[int, list], list]:
+    """({checkpoint step: mean NLL of the targets at window position 0..per_window-1},
+    the same targets' NLL under the training files' token frequencies at each position):
+    the model and its unigram line on the same `rows` validation rows."""
     from flax import nnx
 
     from framework import decoding, sample
@@ -68,7 +78,17 @@ def position_losses(run_dir: str, per_window: int, rows: int = VAL_ROWS) -> dict
         params = nnx.split(trainer.merge(params))[1]
         nll_BT = -np.asarray(decoding.score_tokens(graphdef, params, tokens_BT))
         out[step] = [float(nll_BT[:, pos_T == p].mean()) for p in range(per_window)]
-    return out
+    train = np.concatenate(examples.read_token_files(d.path, d.tokens_vocab_size))
+    targets_BT = tokens_BT[:, 1:]
+    unigram = [
+        float(
+            -_unigram_logp_V(train, d.tokens_vocab_size, p, per_window)[
+                targets_BT[:, pos_T == p]
+            ].mean()
+        )
+        for p in range(per_window)
+    ]
+    return out, unigram
 
 
 def evaluate(run_dir: str, method: str, tokens_dir: str) -> dict:
@@ -104,9 +124,8 @@ def evaluate(run_dir: str, method: str, tokens_dir: str) -> dict:
         curve=_val_curve(run_dir),
     )
     if m.tokens_per_window > 1:
-        res["positions"] = position_losses(run_dir, m.tokens_per_window)
-        # what M2 gets at each position from that position's token frequencies alone
-        res["position_unigram"] = unigram_loss(d.path, d.val_path, vocab, m.tokens_per_window)
+        # beside: what M2 gets at each position from its token frequencies alone
+        res["positions"], res["position_unigram"] = position_losses(run_dir, m.tokens_per_window)
     files.atomic_write_json(path, res)
     return res
 

@@ -18,7 +18,8 @@ The corpus is the Python standard library's sources (written to WORKDIR/data), o
 runs two at a time); `cpu_bos` (M1 trained with BOS before every row, which codes each
 window's first byte after BOS as the paper's M1 did; EqualInfoAC[16], [32], [64] only)
 about 40 min; `cpu_4mb` (EqualInfoAC[16] at 8 and 16 bits from 4 MB of training text)
-about 80 min; `tiny` (the test) well under a minute. Exit codes: 0 done, 2 user error.
+about 80 min; `tiny` (the test) well under a minute. Exit codes: 0 done, 1 M1 did not
+finish (diverged or crashed), 2 user error.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from collections.abc import Sequence
 from experiments import reproduction
 from experiments.equal_info import compress, evaluate, report
 from experiments.equal_info.methods import SP_VOCAB
-from framework import config as config_lib, sweep
+from framework import config as config_lib, files, sweep
 
 CONFIG = os.path.join(sweep.REPO, "configs", "equal_info.py")
 
@@ -81,9 +82,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     m1_args = argparse.Namespace(**{**vars(sweep_args), "only": None})
     try:
         if corpus:
+            for split in ("train", "val"):  # before M1 trains: a bad folder fails in seconds
+                compress.read_split(corpus, split, 1)
             m1_args.data_path = os.path.join(corpus, "train")
-        reproduction.run_sweep(CONFIG, f"{base},stage=m1", os.path.join(workdir, "m1"), m1_args)
         m1_dir = os.path.join(workdir, "m1", "base")
+        [m1] = reproduction.run_sweep(
+            CONFIG, f"{base},stage=m1", os.path.join(workdir, "m1"), m1_args
+        )
+        if m1["status"] not in sweep.FINISHED:
+            print(f"error: M1 ended {m1['status']}; see {m1_dir}/log.txt.", file=sys.stderr)
+            return 1
         corpus = corpus or os.path.dirname(config_lib.saved_config(m1_dir).data.path)
         compress.compress(
             corpus, tokens_dir, plan.methods, m1=m1_dir, train_bytes=plan.train_kb << 10,
@@ -96,7 +104,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     for name in sorted(os.listdir(m2)):
-        if name.startswith("method="):
+        result = files.read_json(os.path.join(m2, name, "result.json"), None)
+        status = result.get("status") if isinstance(result, dict) else "not finished"
+        if name.startswith("method=") and status not in sweep.FINISHED:
+            print(f"not evaluating m2/{name}: {status}", flush=True)
+        elif name.startswith("method="):
             print(f"evaluating m2/{name}", flush=True)
             evaluate.evaluate(os.path.join(m2, name), name.split("=", 1)[1], tokens_dir)
     report.main(reproduction.report_argv(args))

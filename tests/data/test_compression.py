@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import zlib
 
 import numpy as np
@@ -130,6 +131,22 @@ def test_token_ratio_doubles_with_sixteen_bit_tokens_for_b16():
     t16 = sum(len(compression.bits_to_tokens(b, 16)) for b in bits)
     n = sum(map(len, STREAMS))
     assert n / t16 == 2 * (n / t8)
+
+
+def test_b24_windows_in_sixteen_bit_tokens_straddle_windows_and_round_trip():
+    model = bigram_model()
+    eq = compression.EqualInfo(24)
+    windows = eq.encode(STREAMS, model, rows=4)
+    for stream, wins in zip(STREAMS, windows, strict=True):
+        bits = [b for v, _ in wins for b in compression.int_to_bits(v, 24)]
+        tokens = compression.bits_to_tokens(bits, 16)
+        assert len(tokens) == math.ceil(24 * len(wins) / 16)  # 3 tokens per 2 windows
+        back = compression.tokens_to_bits(tokens, 16)[: 24 * len(wins)]
+        values = [int("".join(map(str, back[i : i + 24])), 2) for i in range(0, len(back), 24)]
+        assert values == [v for v, _ in wins]
+        assert eq.decode([values], [len(stream)], model, rows=4) == [stream]
+        # token 1 straddles: window 0's last 8 bits, then window 1's first 8
+        assert tokens[1] == (values[0] & 0xFF) << 8 | values[1] >> 16
 
 
 def test_a_window_too_small_for_one_byte_is_refused():

@@ -58,7 +58,8 @@ def test_tiny_reproduction_writes_tokens_evaluations_and_the_report(tiny, capsys
     capsys.readouterr()
     assert run.main([f"--workdir={tiny}", "--variant=tiny", "--inline"]) == 0
     out = capsys.readouterr().out
-    assert "0 to run" in out and "shard" not in out  # nothing trained or compressed twice
+    # nothing trained (the M1 and M2 sweeps) or compressed twice
+    assert out.count(" 0 to run") == 2 and "shard" not in out
 
 
 def check_first_byte_after_bos(m1: str) -> None:
@@ -150,6 +151,36 @@ def test_compressing_into_a_folder_made_with_other_settings_is_refused(tmp_path,
     assert compress.main(argv) == 0
     assert compress.main([*argv, "--example_bytes=64"]) == 2
     assert "other settings (example_bytes)" in capsys.readouterr().err
+
+
+def test_bad_compress_settings_are_one_line_exit_2_and_leave_no_manifest(tmp_path, capsys):
+    corpus, out = tmp_path / "corpus", tmp_path / "out"
+    for split in ("train", "val"):
+        os.makedirs(corpus / split)
+        (corpus / split / "a.txt").write_text("x = 1\n" * 50)
+    argv = [f"--corpus={corpus}", f"--out={out}"]
+    assert compress.main([*argv, "--methods=ac"]) == 2
+    assert "need --m1" in capsys.readouterr().err
+    assert compress.main([*argv, "--methods=gzip", "--rows=0"]) == 2
+    assert "must be positive" in capsys.readouterr().err
+    assert not os.path.exists(out / "manifest.json")  # nothing recorded by a failed start
+    assert compress.main([*argv, "--methods=gzip"]) == 0
+    assert files.read_json(str(out / "manifest.json"))["corpus"] == str(corpus)
+    os.rename(corpus, tmp_path / "other")  # the same folder of shards, another corpus
+    assert compress.main([f"--corpus={tmp_path / 'other'}", f"--out={out}"]) == 2
+    assert "other settings (corpus)" in capsys.readouterr().err
+
+
+def test_run_refuses_an_unknown_variant_and_a_corpus_without_val_before_training(tmp_path, capsys):
+    assert run.main([f"--workdir={tmp_path / 'w'}", "--variant=gpu"]) == 2
+    assert "--variant='gpu' is unknown" in capsys.readouterr().err
+    os.makedirs(tmp_path / "corpus" / "train")
+    (tmp_path / "corpus" / "train" / "a.txt").write_text("x = 1\n")
+    argv = [f"--workdir={tmp_path / 'w'}", "--variant=tiny", f"--data_path={tmp_path / 'corpus'}"]
+    assert run.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "val" in err and "no .txt documents" in err
+    assert not os.path.exists(tmp_path / "w" / "m1")
 
 
 def test_cpu_bos_variant_trains_m1_with_bos_rows_and_codes_first_bytes_after_bos():
