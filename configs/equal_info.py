@@ -10,7 +10,7 @@ The experiment (`python -m experiments.equal_info.run`) trains M1, compresses th
 corpus with every method (experiments/equal_info/compress.py) and trains M2 on each.
 Arguments:
   variant     tiny (tests) | cpu (default) | cpu_bos (cpu, M1 with BOS on every row) |
-              cpu_4mb (cpu, EqualInfoAC[16] at 8 and 16 bits on 4 MB of training text)
+              cpu_4mb (cpu on 4 MB of training text; M2 also on eq64 and eq16_65k)
   stage       m1 | m2
   method      m2: the token files' method (bytes, sp, gzip, static_ac, ac, eq16, eq32,
               eq64, and each *_65k for 16-bit tokens)
@@ -45,8 +45,8 @@ VARIANTS = {
 # cpu_bos: the cpu shapes with the paper's M1 convention, BOS before every training row
 # (data.bos_every_row), and EqualInfoAC's first byte coded by M1 after BOS (Q6's test).
 VARIANTS["cpu_bos"] = dict(VARIANTS["cpu"], m1_bos=True)
-# cpu_4mb: the cpu shapes, EqualInfoAC[16] at v = 256 and 65,536 on 4 MB of training
-# text instead of 1.5 MB (fewer repeats of the 16-bit tokens in M2's budget).
+# cpu_4mb: the cpu shapes; every method compressed from 4 MB of training text instead of
+# 1.5 MB (fewer repeats of the 16-bit tokens in M2's budget), M2 also on eq64, eq16_65k.
 VARIANTS["cpu_4mb"] = VARIANTS["cpu"]
 TINY_METHODS = ("bytes", "ac", "eq16")
 CPU_METHODS = ("bytes", "sp", "gzip", "static_ac", "ac", "eq16", "eq32")

@@ -17,9 +17,10 @@ The corpus is the Python standard library's sources (written to WORKDIR/data), o
 `cpu` takes about 1 h 45 min on 2 cores (M1 12 min, compression ~25, M2 ~65 for seven
 runs two at a time); `cpu_bos` (M1 trained with BOS before every row, which codes each
 window's first byte after BOS as the paper's M1 did; EqualInfoAC[16], [32], [64] only)
-about 40 min; `cpu_4mb` (EqualInfoAC[16] at 8 and 16 bits from 4 MB of training text)
-about 80 min; `tiny` (the test) well under a minute. Exit codes: 0 done, 1 M1 did not
-finish (diverged or crashed), 2 user error.
+about 40 min; `cpu_4mb` (every method from 4 MB of training text, M2 also on
+EqualInfoAC[64] and [16, 65k]: the README's results) about 3 h; `tiny` (the test)
+well under a minute. Exit codes: 0 done, 1 M1 did not finish (diverged or crashed),
+2 user error.
 """
 
 from __future__ import annotations
