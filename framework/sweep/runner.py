@@ -149,7 +149,10 @@ def _finish(sweep: Sweep, job: _Job, workdir: str, rc: int) -> None:
     if ended == "failed":
         log_line = _last_line(os.path.join(pdir, "log.txt"), job.log_offset)
         error = f"killed by {signal.Signals(-rc).name}" if rc < 0 else log_line or f"exit {rc}"
-    record = dict(status=ended, returncode=rc, elapsed_s=time.time() - job.start, error=error)
+    elapsed = time.time() - job.start
+    if ended in FINISHED and os.path.getmtime(os.path.join(pdir, "result.json")) < job.start:
+        elapsed = result.get("wall_time_s", elapsed)  # finished before (by another process)
+    record = dict(status=ended, returncode=rc, elapsed_s=elapsed, error=error)
     files.atomic_write_json(os.path.join(pdir, STATUS_FILE), record)
     workdir_lib.release_lock_file(pdir)
 

@@ -334,6 +334,23 @@ def test_early_stopped_points_count_as_finished(tmp_path):
     assert row["status"] in sweep.FINISHED and row["error"] == ""
 
 
+def test_a_point_finished_by_another_process_keeps_its_own_wall_time(tmp_path):
+    """A sweep job that finds its run already finished (another sweep trained it after
+    this one queued it) records the run's wall time, not the seconds the job took."""
+    import types
+
+    workdir = str(tmp_path)
+    os.makedirs(os.path.join(workdir, "p"))
+    with open(os.path.join(workdir, "p", "result.json"), "w") as f:
+        json.dump({"status": "done", "step": 7, "wall_time_s": 708.5}, f)
+    job = runner._Job(index=0, proc=None, start=time.time() + 1, log_offset=0)
+    runner._finish(types.SimpleNamespace(names=["p"]), job, workdir, 0)
+    assert sweep.point_row(workdir, "p", {})["wall_s"] == 708.5
+    job = runner._Job(index=0, proc=None, start=time.time() - 60, log_offset=0)  # trained it
+    runner._finish(types.SimpleNamespace(names=["p"]), job, workdir, 0)
+    assert sweep.point_row(workdir, "p", {})["wall_s"] == pytest.approx(60, abs=5)
+
+
 def test_results_markdown_keeps_evaluator_metrics_and_csv_keeps_all(tmp_path):
     sw = sweep.Sweep("configs/quickstart.py", None, [{"optimizer.lr": 0.1}], ["lr=0.1"], {})
     row = {"name": "lr=0.1", "optimizer.lr": 0.1, "status": "done", "steps": 5}
