@@ -222,8 +222,10 @@ def compress(
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise CompressError(f"unknown methods {unknown}; choose from {', '.join(METHODS)}.")
-    sizes = dict(train_bytes=train_bytes, val_bytes=val_bytes, rows=rows)
-    for name, value in dict(sizes, example_bytes=example_bytes).items():
+    sizes = dict(
+        train_bytes=train_bytes, val_bytes=val_bytes, rows=rows, example_bytes=example_bytes
+    )
+    for name, value in sizes.items():
         if value < 1:
             raise CompressError(
                 f"{name}={value}: --train_kb, --val_kb, --example_bytes and --rows must be "

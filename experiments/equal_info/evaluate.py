@@ -79,15 +79,10 @@ def position_losses(
         nll_BT = -np.asarray(decoding.score_tokens(graphdef, params, tokens_BT))
         out[step] = [float(nll_BT[:, pos_T == p].mean()) for p in range(per_window)]
     train = np.concatenate(examples.read_token_files(d.path, d.tokens_vocab_size))
-    targets_BT = tokens_BT[:, 1:]
-    unigram = [
-        float(
-            -_unigram_logp_V(train, d.tokens_vocab_size, p, per_window)[
-                targets_BT[:, pos_T == p]
-            ].mean()
-        )
-        for p in range(per_window)
-    ]
+    unigram = []
+    for p in range(per_window):
+        logp_V = _unigram_logp_V(train, d.tokens_vocab_size, p, per_window)
+        unigram.append(float(-logp_V[tokens_BT[:, 1:][:, pos_T == p]].mean()))
     return out, unigram
 
 

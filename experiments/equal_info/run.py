@@ -104,14 +104,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (config_lib.ConfigError, compress.CompressError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    for name in sorted(os.listdir(m2)):
+    for name in sorted(n for n in os.listdir(m2) if n.startswith("method=")):
         result = files.read_json(os.path.join(m2, name, "result.json"), None)
         status = result.get("status") if isinstance(result, dict) else "not finished"
-        if name.startswith("method=") and status not in sweep.FINISHED:
+        if status not in sweep.FINISHED:
             print(f"not evaluating m2/{name}: {status}", flush=True)
-        elif name.startswith("method="):
-            print(f"evaluating m2/{name}", flush=True)
-            evaluate.evaluate(os.path.join(m2, name), name.split("=", 1)[1], tokens_dir)
+            continue
+        print(f"evaluating m2/{name}", flush=True)
+        evaluate.evaluate(os.path.join(m2, name), name.split("=", 1)[1], tokens_dir)
     report.main(reproduction.report_argv(args))
     print(f"equal_info {args.variant} finished in {time.time() - start:.0f} s")
     return 0
