@@ -9,7 +9,9 @@ and builds its own compilation cache in DIR/jax_cache), one after the other in t
 run; the wall times and their ratio are printed, with the points' final losses checked
 equal between the modes. This machine's wall times drift by 10-20 % from one minute to
 the next, so `--repeats` pairs are run (inline then process, each pair side by side) and
-the median of the pairs' ratios is the result.
+the median of the pairs' ratios is the result. The points' own wall times (results.csv)
+split each mode into the first point of each width (it compiles that width's programs:
+paid in both modes) and the rest (the per-point start-up the inline mode removes).
 """
 
 from __future__ import annotations
@@ -36,8 +38,12 @@ def get_sweep(arg=None):
 """
 
 
-def run_mode(config: str, workdir: str, steps: int, extra: list[str]) -> tuple[float, dict]:
-    """Wall seconds of one `framework.sweep` command, and its points' final train losses."""
+def run_mode(
+    config: str, workdir: str, steps: int, extra: list[str]
+) -> tuple[float, dict, tuple[float, float]]:
+    """Wall seconds of one `framework.sweep` command, its points' final train losses, and
+    (seconds of the first point of each width, which compiles its programs; the median
+    seconds of the other points)."""
     cmd = [sys.executable, "-m", "framework.sweep", f"--config={config}:size=tiny,steps={steps}"]
     cmd += [f"--workdir={workdir}", "--config.train.eval_every_steps=0", *extra]
     env = dict(os.environ, PYTHONPATH=REPO, JAX_PLATFORMS="cpu")
@@ -48,7 +54,15 @@ def run_mode(config: str, workdir: str, steps: int, extra: list[str]) -> tuple[f
     with open(os.path.join(workdir, "results.csv")) as f:
         rows = list(csv.DictReader(f))
     assert all(r["status"] == "done" for r in rows), rows
-    return wall, {r["name"]: r["train/loss"] for r in rows}
+    first, rest, widths = 0.0, [], set()
+    for r in rows:  # in the order the points ran
+        if r["model.d_model"] in widths:
+            rest.append(float(r["wall_s"]))
+        else:
+            widths.add(r["model.d_model"])
+            first += float(r["wall_s"])
+    losses = {r["name"]: r["train/loss"] for r in rows}
+    return wall, losses, (first, statistics.median(rest))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -60,7 +74,7 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     process_mode = f"process x{args.parallel}"
     modes = {"inline": ["--inline"], process_mode: [f"--parallel={args.parallel}"]}
-    ratios, same = [], True
+    ratios, same, split = [], True, {name: [] for name in modes}
     with tempfile.TemporaryDirectory() as tmp:
         config = os.path.join(tmp, "sweep12.py")
         with open(config, "w") as f:
@@ -69,7 +83,8 @@ def main(argv: list[str] | None = None) -> None:
             walls, losses = {}, {}
             for name, extra in modes.items():
                 workdir = os.path.join(tmp, f"{rep}_{name.replace(' ', '_')}")
-                walls[name], losses[name] = run_mode(config, workdir, args.steps, extra)
+                walls[name], losses[name], times = run_mode(config, workdir, args.steps, extra)
+                split[name].append(times)
             ratios.append(walls[process_mode] / walls["inline"])
             same = same and losses["inline"] == losses[process_mode]
             print(
@@ -78,6 +93,14 @@ def main(argv: list[str] | None = None) -> None:
                 flush=True,
             )
     print(f"final train losses identical in both modes: {same}")
+    for name, times in split.items():
+        first = statistics.median(t[0] for t in times)
+        rest = statistics.median(t[1] for t in times)
+        print(f"{name}: first point of each width (compiles) {first:5.1f} s, others {rest:.2f} s")
+    per_point = statistics.median(t[1] for t in split[process_mode]) / statistics.median(
+        t[1] for t in split["inline"]
+    )
+    print(f"process / inline per point after the compiles: {per_point:.2f}x")
     print(
         f"process / inline wall time, median of {args.repeats} pairs = "
         f"{statistics.median(ratios):.2f}x (inline is faster by this)"
