@@ -104,7 +104,16 @@ def get_config(arg: str | None = None):
     segments = a.eval_segments
     if segments == "default":
         segments = "" if a.arm == "vit" else "+".join(map(str, EVAL_SEGMENTS[a.variant]))
-    for k in (int(s) for s in segments.split("+") if s):
+    try:
+        counts = [int(s) for s in segments.split("+") if s]
+    except ValueError:
+        counts = [0]
+    if any(k < 1 for k in counts):
+        raise ConfigError(
+            f"eval_segments={segments!r}: give superpixel counts >= 1 joined by '+' "
+            "(e.g. '36+49')."
+        )
+    for k in counts:
         with c.unlocked():
             c.evals[f"test_k{k}"] = dict(
                 kind="framework.tasks.image_classify", split="test", num_segments=k,

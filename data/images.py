@@ -40,7 +40,7 @@ import re
 import tempfile
 import time
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import grain
@@ -255,7 +255,16 @@ def _decode_members(kind: str, path: str, members: list, image_size: int) -> np.
             zf.close()
 
 
-def _load_files(kind: str, path: str, split: str, image_size: int, cache_dir: str, limit: int):
+def check_source(source: str, splits: Sequence[str]) -> None:
+    """Raises DataError unless `source` parses and, for a zip or folder, each of `splits`
+    holds images in class folders; decodes nothing (a long job's check before it starts)."""
+    kind, rest = _parse(source)
+    for split in splits if kind in ("zip", "folder") else ():
+        _split_members(kind, rest, split)
+
+
+def _split_members(kind: str, path: str, split: str) -> tuple[set, list]:
+    """(class names, members of `split`) of a zip or folder; DataError if it has none."""
     splits, classes, members = (_list_zip if kind == "zip" else _list_folder)(path, split)
     if split not in splits:
         found = ", ".join(sorted(splits)) or "none"
@@ -268,6 +277,11 @@ def _load_files(kind: str, path: str, split: str, image_size: int, cache_dir: st
             f"{path}: split {split!r} has no .jpg/.jpeg/.png images in class folders; "
             f"add images as {split}/class_name/image.jpg."
         )
+    return classes, members
+
+
+def _load_files(kind: str, path: str, split: str, image_size: int, cache_dir: str, limit: int):
+    classes, members = _split_members(kind, path, split)
     members.sort()
     if 0 < limit < len(members):  # a fixed random subset (in member order): every class in it
         keep = np.sort(np.random.default_rng(0).choice(len(members), limit, replace=False))

@@ -79,6 +79,11 @@ class ViTConfig:
                 f"ViTConfig: image_size={self.image_size} is not a multiple of "
                 f"downsample={self.downsample}."
             )
+        if self.tokenizer == "suit" and self.stem_kernel % 2 == 0:
+            raise ValueError(
+                f"ViTConfig.stem_kernel={self.stem_kernel} must be odd (an even kernel's "
+                "'same' padding shifts the feature grid off the superpixel labels)."
+            )
         if not 0.0 <= self.drop_path < 1.0:
             raise ValueError(f"ViTConfig.drop_path={self.drop_path} must be in [0, 1).")
 

@@ -17,7 +17,7 @@ Then experiments/suit/report.py writes WORKDIR/report.
   cpu         both stages: about 90 minutes on 2 cores (1.5 CIFAR-10 epochs per run)
   paper  SuiT-Tiny's ImageNet recipe (300 epochs; tfds imagenet2012 or --data_path): a
          multi-GPU job, not for this machine; `--dry_run` of its config works anywhere
-Exit codes: 0 done, 2 user error.
+Exit codes: 0 done, 1 a run failed (the report is still written), 2 user error.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ import sys
 import time
 from collections.abc import Sequence
 
+from data import images
+from data.examples import DataError
 from experiments import reproduction
 from experiments.suit import report
 from framework import config as config_lib, sweep
@@ -42,18 +44,20 @@ PLANS = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Runs the stages (module docstring); 0 done, 2 user error."""
+    """Runs the stages (module docstring); 0 done, 1 a run failed, 2 user error."""
     args = reproduction.parse_args(argv, __doc__.split("\n")[0], default_variant="cpu")
     if not reproduction.known_variant(args, PLANS):
         return 2
-    start = time.time()
+    if args.data_path and not _data_path_ok(args):
+        return 2
+    start, failed = time.time(), 0
     for folder, variant, reads_data in PLANS[args.variant]:
         overrides = {}
         if reads_data and args.data_path:
             overrides["data.source"] = os.path.abspath(args.data_path)
         t = time.time()
         try:
-            sweep.run_sweep(
+            rows = sweep.run_sweep(
                 CONFIG,
                 f"variant={variant}",
                 os.path.join(args.workdir, folder),
@@ -65,10 +69,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         except config_lib.ConfigError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
+        failed += sum(r["status"] == "failed" for r in rows)
         print(f"stage {folder} finished in {time.time() - t:.0f} s", flush=True)
     report.main(reproduction.report_argv(args))
     print(f"reproduction finished in {time.time() - start:.0f} s")
+    if failed:
+        print(f"error: {failed} run(s) failed; see each stage's results.md.", file=sys.stderr)
+        return 1
     return 0
+
+
+def _data_path_ok(args) -> bool:
+    """Whether --data_path holds the splits its stages read (listed, not decoded), so a
+    wrong path stops now rather than after the procedural stage; else prints why."""
+    for _, variant, reads_data in PLANS[args.variant]:
+        c = sweep.load_config_module(CONFIG).get_config(f"variant={variant}")
+        try:
+            if reads_data:
+                images.check_source(args.data_path, (c.data.train_split, c.data.eval_split))
+        except DataError as e:
+            print(f"error: --data_path: {e}", file=sys.stderr)
+            return False
+    return True
 
 
 if __name__ == "__main__":

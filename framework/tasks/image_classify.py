@@ -130,7 +130,27 @@ class Task(base.Task):
                 f"model.image_size={self.model_config.image_size}; lower it or set "
                 "data.image_size."
             )
-        self.num_segments = int(config.superpixels.num_segments)
+        self.num_segments = self.checked_segments(
+            int(config.superpixels.num_segments), "superpixels.num_segments"
+        )
+
+    def checked_segments(self, k: int, setting: str) -> int:
+        """`k` if a superpixel count of `k` labels exactly k segments, else ConfigError:
+        SLIC (and the grid arm) start from the gy x gx grid `superpixels.grid_shape`
+        picks, whose product may exceed k (32 -> 6 x 6), and labels >= k would be
+        dropped from the tokens without a trace."""
+        if k < 1:
+            raise config_lib.ConfigError(f"{setting}={k}: a superpixel count must be >= 1.")
+        if self.config.superpixels.kind == "none":
+            return k
+        side = self.model_config.feature_size
+        gy, gx = superpixels.grid_shape(side, side, k)
+        if gy * gx != k:
+            raise config_lib.ConfigError(
+                f"{setting}={k}: superpixels start from a {gy}x{gx} grid on the "
+                f"{side}x{side} feature map, i.e. {gy * gx} segments; use {gy * gx}."
+            )
+        return k
 
     # ---- model and loss ------------------------------------------------------------
 
@@ -296,7 +316,10 @@ class Evaluator(evaluators.Evaluator):
     training number) evaluates with another number of superpixels (adaptive inference)."""
 
     def __init__(self, name, cfg, task, ctx):
-        self.num_segments = int(cfg.get("num_segments", 0)) or task.num_segments
+        k = int(cfg.get("num_segments", 0))
+        self.num_segments = (
+            task.checked_segments(k, f"evals.{name}.num_segments") if k else task.num_segments
+        )
         super().__init__(name, cfg, task, ctx)
 
     def batch_metrics(self, model, batch):

@@ -311,3 +311,17 @@ def test_padded_eval_batches_have_one_shape_and_weights_count_each_example_once(
             real += [i for i, w in zip(ids(b), b["weight"]) if w == 1]
             total += float(b["weight"].sum())
     assert total == 11 and sorted(real) == list(range(11))
+
+
+def test_check_source_lists_the_splits_without_decoding(tmp_path, monkeypatch):
+    imgs, labels = random_set()
+    zpath = str(tmp_path / "set.zip")
+    images.write_image_zip(zpath, imgs, labels, CLASSES, "train", fmt="png")
+    monkeypatch.setattr(images, "_decode", lambda *a: pytest.fail("decoded"))
+    images.check_source(zpath, ("train",))
+    with pytest.raises(DataError, match="has no split 'test' \\(splits found: train\\)"):
+        images.check_source(zpath, ("train", "test"))
+    (tmp_path / "notes.txt").write_text("not images")
+    with pytest.raises(DataError, match="is a file but not a zip"):
+        images.check_source(str(tmp_path / "notes.txt"), ("train",))
+    images.check_source("procedural:voronoi-count:8", ("train", "test"))

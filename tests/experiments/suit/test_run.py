@@ -37,7 +37,7 @@ def test_tiny_reproduction_trains_every_arm_and_writes_the_report(tiny, tmp_path
         # adaptive inference: stem and suit evaluated again with 9 segments, vit not
         assert list(r["by_k"]) == ([] if r["arm"] == "vit" else [9])
     result = files.read_json(os.path.join(tiny, "procedural", "arm=suit_seed=0", "result.json"))
-    assert result["eval"]["test_k9"]["accuracy"] != result["eval"]["test"]["accuracy"]
+    assert result["eval"]["test_k9"]["loss"] != result["eval"]["test"]["loss"]
     with open(os.path.join(tiny, "report", "report.md")) as f:
         text = f.read()
     assert "**V1 not measured**" in text and "**V2" in text and "**V3" in text
@@ -100,7 +100,11 @@ def test_config_variants_and_bad_arguments():
     ]  # fmt: skip
     assert list(config_file.get_config("variant=cpu,arm=vit").evals) == ["test"]
     assert len(config_file.get_sweep("variant=cpu")) == 6
-    for bad, match in (("arm=deit", "arm='deit' is unknown"), ("variant=big", "unknown")):
+    for bad, match in (
+        ("arm=deit", "arm='deit' is unknown"),
+        ("variant=big", "unknown"),
+        *((f"eval_segments={k}", "counts >= 1") for k in ("-3", "0", "9+x")),
+    ):
         with pytest.raises(config_lib.ConfigError, match=match):
             config_file.get_config(bad)
     c = config_file.get_config("variant=tiny,arm=vit")
@@ -113,3 +117,22 @@ def test_config_variants_and_bad_arguments():
     c.data.source, c.superpixels.kind = "procedural:voronoi-count", "watershed"
     with pytest.raises(config_lib.ConfigError, match="superpixels.kind='watershed'"):
         image_classify.Task(c)
+    c.data.source, c.superpixels.kind = "procedural:voronoi-count", "slic"
+    c.superpixels.num_segments = 32  # SLIC would start from 6 x 6 centres: 36 labels
+    with pytest.raises(config_lib.ConfigError, match="num_segments=32: .* 6x6 grid .* use 36"):
+        image_classify.Task(c)
+    c.superpixels.num_segments = 36
+    with pytest.raises(config_lib.ConfigError, match="evals.test_k60.num_segments=60: .*use 64"):
+        image_classify.Task(c).checked_segments(60, "evals.test_k60.num_segments")
+    c.model.stem_kernel = 6
+    with pytest.raises(config_lib.ConfigError, match="stem_kernel=6 must be odd"):
+        image_classify.Task(c)
+
+
+def test_a_bad_data_path_stops_before_the_first_stage(tmp_path, capsys):
+    notes = tmp_path / "cifar.txt"
+    notes.write_text("not a zip")
+    workdir = str(tmp_path / "w")
+    assert run.main([f"--workdir={workdir}", "--variant=cpu", f"--data_path={notes}"]) == 2
+    assert "error: --data_path: Image source" in capsys.readouterr().err
+    assert not os.path.exists(workdir)  # the procedural stage did not start
