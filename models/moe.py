@@ -65,9 +65,19 @@ def capacity(tokens: int, experts: int, k: int, factor: float, minimum: int) -> 
 
 
 def route(
-    logits_GTE: jax.Array, k: int, capacity_factor: float, min_capacity: int, renormalize: bool
+    logits_GTE: jax.Array,
+    k: int,
+    capacity_factor: float,
+    min_capacity: int,
+    renormalize: bool,
+    valid_GT: jax.Array | None = None,
 ) -> tuple[Routing, dict[str, jax.Array]]:
-    """Top-k routing with capacity (module docstring); also (aux losses and metrics)."""
+    """Top-k routing with capacity (module docstring); also (aux losses and metrics).
+
+    `valid_GT` (bool) marks real tokens among padding: padding claims no slot, gets no
+    expert, and is left out of the losses and metrics, and each group's capacity is that
+    of its real tokens alone, so a padded row routes exactly as the row without padding
+    (the sampler's left-padded prompts)."""
     G, T, E = logits_GTE.shape
     probs_GTE = jax.nn.softmax(logits_GTE, axis=-1)
     top_logits_GTK, expert_GTK = jax.lax.top_k(logits_GTE, k)
@@ -77,28 +87,53 @@ def route(
         gate_GTK = jnp.take_along_axis(probs_GTE, expert_GTK, axis=-1)
     expert_GKT = jnp.swapaxes(expert_GTK, 1, 2)  # priority: all first choices first
     onehot_GAE = jax.nn.one_hot(expert_GKT.reshape(G, k * T), E, dtype=jnp.int32)
+    if valid_GT is not None:  # padding claims no slot
+        valid_GKT = jnp.broadcast_to(valid_GT[:, None, :], (G, k, T))
+        onehot_GAE = onehot_GAE * valid_GKT.reshape(G, k * T, 1)
     slot_GAE = jnp.cumsum(onehot_GAE, axis=1) - 1
     slot_GKT = (slot_GAE * onehot_GAE).sum(-1).reshape(G, k, T)
-    C = capacity(T, E, k, capacity_factor, min_capacity)
-    kept_GKT = slot_GKT < C
+    C = capacity(T, E, k, capacity_factor, min_capacity)  # static: all T tokens real
+    if valid_GT is None:
+        kept_GKT = slot_GKT < C
+    else:  # `capacity` of each group's real tokens
+        n_G = valid_GT.sum(-1)
+        c_G = jnp.ceil(capacity_factor * k * n_G / E).astype(jnp.int32)
+        c_G = jnp.minimum(jnp.maximum(min_capacity, c_G), k * n_G)
+        kept_GKT = valid_GKT & (slot_GKT < c_G[:, None, None])
     routing = Routing(expert_GKT, jnp.swapaxes(gate_GTK, 1, 2), slot_GKT, kept_GKT, C)
+    return routing, _routing_outputs(logits_GTE, probs_GTE, expert_GTK, kept_GKT, valid_GT)
 
+
+def _routing_outputs(logits_GTE, probs_GTE, expert_GTK, kept_GKT, valid_GT):
+    """The aux losses and routing metrics, means over the real tokens (`route`)."""
+    E, k = logits_GTE.shape[-1], expert_GTK.shape[-1]
+    if valid_GT is None:
+        mean_T = lambda x_GT: x_GT.mean(axis=1)
+        mean = lambda x_GT: x_GT.mean()
+        dropped = 1.0 - kept_GKT.mean()
+    else:
+        w_GT = valid_GT.astype(jnp.float32)
+        count_G = jnp.maximum(w_GT.sum(1), 1)
+        w_GTE = w_GT[..., None]
+        mean_T = lambda x_GTE: (x_GTE * w_GTE).sum(1) / count_G[:, None]
+        mean = lambda x_GT: (x_GT * w_GT).sum() / jnp.maximum(w_GT.sum(), 1)
+        dropped = 1.0 - kept_GKT.sum() / jnp.maximum(k * w_GT.sum(), 1)
     chosen_GTE = jax.nn.one_hot(expert_GTK, E).sum(axis=2)  # 1 where e is among the top-k
-    f_GE = jax.lax.stop_gradient(chosen_GTE.mean(axis=1))
-    p_GE = probs_GTE.mean(axis=1)
+    f_GE = jax.lax.stop_gradient(mean_T(chosen_GTE))
+    p_GE = mean_T(probs_GTE)
     log_z_GT = jax.nn.logsumexp(logits_GTE, axis=-1)
     load_E = f_GE.mean(axis=0)
     aux = {
         "moe_balance": (E * (f_GE * p_GE).sum(-1)).mean(),
-        "moe_z": jnp.square(log_z_GT).mean(),
+        "moe_z": mean(jnp.square(log_z_GT)),
     }
     metrics = {
-        "moe_dropped": 1.0 - kept_GKT.mean(),
+        "moe_dropped": dropped,
         "moe_load_max": load_E.max() / (k / E),
         LOAD: load_E / (k / E),
-        "moe_router_entropy": -(probs_GTE * jnp.log(probs_GTE + 1e-9)).sum(-1).mean(),
+        "moe_router_entropy": mean(-(probs_GTE * jnp.log(probs_GTE + 1e-9)).sum(-1)),
     }
-    return routing, {**aux, **metrics}
+    return {**aux, **metrics}
 
 
 def _expert_ffn(x_ECD: jax.Array, w: dict[str, jax.Array], gated: bool) -> jax.Array:
@@ -206,15 +241,17 @@ class MoEFeedForward(nnx.Module):
         self.down = param((E, F, D), ("expert", "mlp", "embed"), out_std)
 
     def __call__(
-        self, x_BTD: jax.Array, *, deterministic: bool = False
+        self, x_BTD: jax.Array, *, deterministic: bool = False, valid_BT: jax.Array | None = None
     ) -> tuple[jax.Array, dict[str, jax.Array]]:
         """(y [B,T,D], {moe_balance, moe_z, and routing metrics}); `deterministic`
-        (evaluation) uses the eval capacity factor."""
+        (evaluation) uses the eval capacity factor; `valid_BT` masks padding (`route`)."""
         logits_BTE = jnp.einsum(
             "BTD,DE->BTE", x_BTD.astype(jnp.float32), self.router[...].astype(jnp.float32)
         )
         factor = self.eval_capacity_factor if deterministic else self.capacity_factor
-        routing, aux = route(logits_BTE, self.k, factor, self.min_capacity, self.renormalize)
+        routing, aux = route(
+            logits_BTE, self.k, factor, self.min_capacity, self.renormalize, valid_BT
+        )
         w = {"up": self.up[...], "down": self.down[...]}
         if self.gated:
             w["gate"] = self.gate[...]

@@ -224,11 +224,14 @@ class Block(nnx.Module):
         self.mlp = make_mlp(cfg, rngs=rngs, moe_layer=self.moe)
         self.dropout = nnx.Dropout(cfg.dropout)  # holds no rng state
 
-    def _ffn(self, h_BTD: jax.Array, deterministic: bool) -> tuple[jax.Array, dict]:
+    def _ffn(
+        self, h_BTD: jax.Array, deterministic: bool, valid_BT: jax.Array | None = None
+    ) -> tuple[jax.Array, dict]:
         """The feed-forward and, in a model with MoE layers, its outputs (zeros in a
-        dense layer, so that every layer returns the same keys)."""
+        dense layer, so that every layer returns the same keys); `valid_BT` keeps padding
+        out of the MoE routing."""
         if self.moe:
-            return self.mlp(h_BTD, deterministic=deterministic)
+            return self.mlp(h_BTD, deterministic=deterministic, valid_BT=valid_BT)
         zeros = {k: jnp.zeros((), jnp.float32) for k in self.moe_keys}
         if self.experts:
             zeros[moe.LOAD] = jnp.zeros((self.experts,), jnp.float32)
@@ -267,13 +270,15 @@ class Block(nnx.Module):
     def decode(
         self, x_BTD: jax.Array, positions_BT: jax.Array, kv: Any, key_positions: Any
     ) -> tuple[jax.Array, Any]:
-        """Deterministic forward through this layer's KV cache (see Attention.decode)."""
+        """Deterministic forward through this layer's KV cache (see Attention.decode);
+        padding (negative positions) takes no MoE capacity."""
         h_BTD = self.norm(x_BTD) if self.parallel else self.attn_norm(x_BTD)
         attn_BTD, kv = self.attn.decode(h_BTD, positions_BT, kv, key_positions)
+        valid_BT = positions_BT >= 0
         if self.parallel:
-            return x_BTD + attn_BTD + self._ffn(h_BTD, True)[0], kv
+            return x_BTD + attn_BTD + self._ffn(h_BTD, True, valid_BT)[0], kv
         x_BTD = x_BTD + attn_BTD
-        return x_BTD + self._ffn(self.mlp_norm(x_BTD), True)[0], kv
+        return x_BTD + self._ffn(self.mlp_norm(x_BTD), True, valid_BT)[0], kv
 
 
 def _run_block(

@@ -164,3 +164,36 @@ def test_the_objective_adds_the_weighted_aux_losses_and_decoding_matches_the_for
     decode = nnx.jit(lambda m, x, p: m.decode(x, p, m.init_cache(2, 16))[0])
     decoded = decode(model, tokens, positions)
     chex.assert_trees_all_close(decoded, full, atol=1e-4)  # eval capacity: nothing dropped
+
+
+def test_padding_takes_no_capacity_and_stays_out_of_the_losses():
+    # Tight capacity (3 slots per expert for 12 real tokens, top-2 of 4): drops happen.
+    m = layer(k=2, eval_capacity_factor=0.5, min_capacity=1)
+    x = x_BTD(B=2, T=12)
+    pad = jnp.broadcast_to(x_BTD(seed=5, B=1, T=1), (2, 8, 8))  # alike: same experts
+    x_pad = jnp.concatenate([pad, x], axis=1)
+    valid = jnp.concatenate([jnp.zeros((2, 8), bool), jnp.ones((2, 12), bool)], axis=1)
+    run = nnx.jit(lambda m, x, v: m(x, deterministic=True, valid_BT=v))
+    y, out = run(m, x, None)
+    y_pad, out_pad = run(m, x_pad, valid)
+    assert 0.0 < float(out["moe_dropped"]) < 1.0
+    chex.assert_trees_all_close(y_pad[:, 8:], y, atol=1e-6)
+    np.testing.assert_array_equal(y_pad[:, :8], 0.0)  # padding gets no expert
+    chex.assert_trees_all_close(out_pad, out, atol=1e-6)
+    y_leak, _ = run(m, x_pad, None)  # unmasked, the padding takes slots first
+    assert float(jnp.abs(y_leak[:, 8:] - y).max()) > 0.1 * float(jnp.abs(y).max())
+
+
+def test_a_left_padded_prefill_routes_as_the_unpadded_forward():
+    from models.transformer import Transformer
+
+    cfg = moe_config(moe_every=1, moe_top_k=2, moe_eval_capacity_factor=0.5, moe_min_capacity=1)
+    model = Transformer(cfg, rngs=nnx.Rngs(0))
+    tokens = jax.random.randint(jax.random.key(1), (2, 10), 0, 13)
+    full = nnx.jit(lambda m, x: m(x))(model, tokens)
+    padded = jnp.concatenate([jnp.zeros((2, 6), tokens.dtype), tokens], axis=1)
+    positions = jnp.concatenate(
+        [jnp.full((2, 6), -1), jnp.broadcast_to(jnp.arange(10), (2, 10))], 1
+    )
+    decode = nnx.jit(lambda m, x, p: m.decode(x, p, m.init_cache(2, 16))[0])
+    chex.assert_trees_all_close(decode(model, padded, positions)[:, 6:], full, atol=1e-4)
