@@ -110,8 +110,7 @@ def get_config(arg: str | None = None):
         counts = [0]
     if any(k < 1 for k in counts):
         raise ConfigError(
-            f"eval_segments={segments!r}: give superpixel counts >= 1 joined by '+' "
-            "(e.g. '36+49')."
+            f"eval_segments={segments!r}: give superpixel counts >= 1 joined by '+' (e.g. '36+49')."
         )
     for k in counts:
         with c.unlocked():
