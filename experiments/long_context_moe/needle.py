@@ -17,6 +17,7 @@ import bisect
 import dataclasses
 import functools
 import json
+import math
 import os
 import random
 import re
@@ -123,6 +124,26 @@ def haystack_text(path: str = "") -> str:
     from data.corpus import embedded_corpus  # noqa: PLC0415 (only needed here)
 
     return embedded_corpus(400_000, seed=1)
+
+
+def check_haystack(path: str, row_length: int, longest_prompt: int) -> str:
+    """'' if the text file at `path` can serve as the haystack (UTF-8; its training part
+    holds two rows of `row_length` characters, its evaluation part two prompts of
+    `longest_prompt`), else the problem in one sentence (checked before any training)."""
+    if not os.path.isfile(path):
+        return f"haystack {path!r} is not a file; give a text file (e.g. tinyshakespeare.txt)."
+    try:
+        train, held_out = split_haystack(haystack_text(path))
+    except (UnicodeDecodeError, OSError) as e:
+        return f"haystack {path!r} is not readable UTF-8 text ({e.__class__.__name__})."
+    if len(train) <= 2 * row_length or len(held_out) < 2 * longest_prompt:
+        need = max(math.ceil((2 * row_length + 1) / 0.9), 20 * longest_prompt)
+        return (
+            f"haystack {path!r} has {len(train) + len(held_out):,} characters, too few for "
+            f"rows of {row_length} and prompts of {longest_prompt}; give one of at least "
+            f"{need:,}."
+        )
+    return ""
 
 
 def split_haystack(text: str) -> tuple[str, str]:

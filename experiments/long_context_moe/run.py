@@ -1,7 +1,7 @@
 """The one command of the Gemini 1.5 (MoE, long context) reproduction at CPU scale.
 
     python -m experiments.long_context_moe.run --workdir=runs/moe [--variant=cpu|tiny]
-        [--haystack=../shared/data/text/tinyshakespeare.txt] [--parallel=2 | --inline]
+        [--data_path=HAYSTACK.txt] [--parallel=2 | --inline]
 
 Stages (configs/long_context_moe.py; finished runs and evaluations are skipped, so an
 interrupted reproduction continues where it stopped):
@@ -18,7 +18,10 @@ interrupted reproduction continues where it stopped):
   4 report    WORKDIR/report (experiments/long_context_moe/report.py).
 `cpu` takes about 65 minutes on 2 cores (measured by stage, README); `tiny` (the test)
 about 30 s.
-Exit codes: 0 done, 2 user error.
+`--data_path` is the needles' haystack (a UTF-8 text file, e.g.
+../shared/data/text/tinyshakespeare.txt; default the embedded English corpus), checked
+before any training.
+Exit codes: 0 done, 1 a run failed (the report is still written), 2 user error.
 """
 
 from __future__ import annotations
@@ -83,7 +86,7 @@ PLANS = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Runs the stages (module docstring); 0 done, 2 user error."""
+    """Runs the stages (module docstring); 0 done, 1 a run failed, 2 user error."""
     args = reproduction.parse_args(argv, __doc__.split("\n")[0])
     if not reproduction.known_variant(args, PLANS):
         return 2
@@ -94,10 +97,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     base = f"variant={args.variant},data_dir={data_dir},haystack={haystack}"
     # --data_path is the needles' haystack, not the corpus: not a data.path override
     sweep_args = argparse.Namespace(**{**vars(args), "data_path": ""})
+    longest = max(plan.needle_settings()["needle_lengths"])
+    problem = args.data_path and needle.check_haystack(args.data_path, plan.trained, longest)
+    if problem:
+        print(f"error: --data_path: {problem}", file=sys.stderr)
+        return 2
     try:
         pretrain = os.path.join(workdir, "pretrain")
-        reproduction.run_sweep(CONFIG, base, pretrain, sweep_args)
-        reproduction.run_sweep(
+        rows = reproduction.run_sweep(CONFIG, base, pretrain, sweep_args)
+        rows += reproduction.run_sweep(
             CONFIG,
             f"{base},stage=needle_lm",
             os.path.join(workdir, "needle_lm"),
@@ -117,6 +125,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         evaluate.evaluate(run_dir, plan.nll_settings(), eval_haystack, docs)
     report.main([f"--workdir={workdir}"] + ([f"--readme={args.readme}"] if args.readme else []))
     print(f"long_context_moe {args.variant} finished in {time.time() - start:.0f} s")
+    failed = sum(r["status"] == "failed" for r in rows)
+    if failed:
+        print(f"error: {failed} run(s) failed; see each stage's results.md.", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -76,3 +76,38 @@ def test_lm_examples_are_full_rows_and_half_hold_a_question_and_its_answer(tmp_p
         assert f"The special magic {city} number is: {number}." in text
     with pytest.raises(ValueError, match="mode='chat' is unknown"):
         needle.prepare(path, "n=2,max_len=128,mode=chat")
+
+
+def _oracle(asked_only: bool):
+    """A stand-in for the sampler that reads the needle out of each prompt: the asked
+    city's number (a perfect retriever), or the first needle's (one that ignores the
+    question)."""
+
+    def generate(model, tokenizer, prompts, **kw):
+        texts = []
+        for p in prompts:
+            found = re.findall(r"special magic (\w+) number is: (\d+)", p)
+            city = re.search(r"What is the special magic (\w+) number\? $", p).group(1)
+            pick = [n for c, n in found if c == city] if asked_only else [found[0][1]]
+            texts.append(f" {pick[0]}\n")
+        return type("Out", (), {"texts": texts})()
+
+    return generate
+
+
+@pytest.mark.parametrize("asked_only", [True, False])
+def test_the_needle_tables_score_a_retriever_as_one(monkeypatch, asked_only):
+    from experiments.long_context_moe import evaluate
+
+    monkeypatch.setattr(evaluate.sampling, "generate", _oracle(asked_only))
+    monkeypatch.setattr(evaluate, "answer_nll", lambda *a: [0.0] * 5)
+    settings = dict(
+        needle_lengths=[200, 400], depths=[0.0, 0.5, 1.0], multi_length=400, counts=[1, 3],
+        trials=4,
+    )  # fmt: skip
+    t = evaluate.needle_tables(None, None, CORPUS, settings)
+    np.testing.assert_array_equal(t["needle_grid"], np.ones((2, 3)))  # one needle: either
+    if asked_only:
+        assert t["multi_needle"] == [1.0, 1.0]
+    else:  # the first needle is the asked one in about a third of 3-needle prompts
+        assert t["multi_needle"][0] == 1.0 and t["multi_needle"][1] < 1.0
