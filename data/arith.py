@@ -40,6 +40,7 @@ STYLES = ("terse", "words")
 MUL_BELOW = 300  # `*` only applies to values below this
 MUL_FACTOR_RANGE = (2, 9)
 MAX_TRIES = 10_000  # chains drawn per problem before a configuration counts as infeasible
+MAX_LISTED = 1_000  # the largest value a --k/--d list may name (k, d are far below it)
 
 NAMES = ("Di", "Al", "Bo", "Cy", "Ed", "Fay", "Gus", "Hal", "Ivy", "Jo")
 ITEMS = ("stamps", "marbles", "apples", "coins", "cards", "shells", "beads", "pens")
@@ -542,6 +543,8 @@ def parse_int_list(name: str, text: str) -> list[int]:
             raise ValueError(
                 f"--{name}={text!r} is not a list of integers or ranges like 1-6 or 1,3,5."
             )
+        if int(m.group(2) or m.group(1)) > MAX_LISTED:
+            raise ValueError(f"--{name}={text!r}: values above {MAX_LISTED} are not supported.")
         out.extend(range(int(m.group(1)), int(m.group(2) or m.group(1)) + 1))
     return out
 

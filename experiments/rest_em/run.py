@@ -282,6 +282,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     start = time.time()
     try:
+        if os.path.exists(args.workdir) and not os.path.isdir(args.workdir):
+            raise config_lib.ConfigError(
+                f"--workdir {args.workdir!r} is a file; give a directory (new or a run's)."
+            )
         if args.base and not os.path.isdir(init_from.parse(args.base)[0]):
             raise config_lib.ConfigError(f"--base {args.base!r} does not exist; train pi0 first.")
         run_all(args.workdir, args.variant, args.base)

@@ -328,3 +328,8 @@ def test_parse_int_list():
     assert arith.parse_int_list("k", "1,3, 5") == [1, 3, 5]
     assert arith.parse_int_list("k", "1-2,7") == [1, 2, 7]
     assert arith.parse_int_list("d", "2") == [2]
+
+
+def test_parse_int_list_refuses_huge_ranges_before_expanding_them():
+    with pytest.raises(ValueError, match="values above 1000"):
+        arith.parse_int_list("k", "1-99999999999")

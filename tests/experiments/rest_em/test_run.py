@@ -9,6 +9,7 @@ import os
 
 import pytest
 
+from data import arith
 from experiments.rest_em import loop, run
 from framework import files, init_from
 
@@ -100,8 +101,19 @@ def test_a_question_file_whose_answers_do_not_parse_is_one_line_and_exit_2(
 ):
     data = tmp_path / "w" / "data"
     data.mkdir(parents=True)
-    (data / "questions.jsonl").write_text('{"prompt": "Q: 1 +1 ?\\n", "answer": "two"}\n')
+    record = arith.make_problem(1, [("+", 1)]).to_json()  # well formed but the answer
+    (data / "questions.jsonl").write_text(json.dumps({**record, "answer": "two"}) + "\n")
     code = run.main([f"--workdir={tmp_path / 'w'}", "--variant=tiny", f"--base={arith_tiny_base}"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1, err
     assert "questions.jsonl:1" in err[0] and err[0].startswith("error: ")
+    assert "answer" in err[0] and "completion" not in err[0]
+
+
+def test_a_workdir_that_is_a_file_is_one_line_and_exit_2(tmp_path, capsys, arith_tiny_base):
+    path = tmp_path / "w"
+    path.write_text("not a directory")
+    code = run.main([f"--workdir={path}", "--variant=tiny", f"--base={arith_tiny_base}"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "is a file" in err[0]
+    assert path.read_text() == "not a directory"
