@@ -165,7 +165,8 @@ def all_logprobs(graphdef: Any, params: Any, tokens_BT: jax.Array) -> jax.Array:
 
 
 def _choose(logits_BV, keys_B, knobs, filtering: bool):
-    """Greedy when temperature == 0, else a sample after temperature, top-k and top-p."""
+    """Greedy when temperature == 0, else a sample after temperature, top-k and top-p
+    (nucleus over the top-k survivors, renormalised, as HF and vLLM do)."""
     temperature, top_k, top_p = knobs["temperature"], knobs["top_k"], knobs["top_p"]
     greedy_B = jnp.argmax(logits_BV, axis=-1)
     scaled_BV = logits_BV / jnp.where(temperature > 0, temperature, 1.0)
@@ -173,7 +174,8 @@ def _choose(logits_BV, keys_B, knobs, filtering: bool):
         V = logits_BV.shape[-1]
         sorted_BV = -jnp.sort(-scaled_BV, axis=-1)
         kth_B = jnp.where(top_k > 0, sorted_BV[:, jnp.clip(top_k - 1, 0, V - 1)], -jnp.inf)
-        probs_BV = jax.nn.softmax(sorted_BV, axis=-1)
+        in_top_k_BV = (top_k <= 0) | (jnp.arange(V)[None] < top_k)
+        probs_BV = jax.nn.softmax(jnp.where(in_top_k_BV, sorted_BV, -jnp.inf), axis=-1)
         n_keep_B = jnp.maximum(((jnp.cumsum(probs_BV, -1) - probs_BV) < top_p).sum(-1), 1)
         pth_B = jnp.take_along_axis(sorted_BV, n_keep_B[:, None] - 1, axis=-1)[:, 0]
         threshold_B1 = jnp.maximum(kth_B, pth_B)[:, None]

@@ -52,18 +52,41 @@ class Evaluator(evaluators.EvaluatorBase):
                 examples.field(r, "prompt", (str,), f"{cfg.get('prompts')}:{n}")
         except examples.DataError as e:
             raise ConfigError(f"{where}.prompts: {e}") from None
+        self._check(cfg, where)
         self.records = records[: int(cfg.get("max_prompts", 0)) or None]
         self.n = int(cfg.get("num_samples", 1))
-        self.ks = tuple(int(k) for k in cfg.get("k", (1,)) if int(k) <= self.n)
+        self.ks = tuple(int(k) for k in cfg.get("k", (1,)))
+        stop = cfg.get("stop", ())
         self.knobs = dict(
             temperature=float(cfg.get("temperature", 1.0)),
             top_k=int(cfg.get("top_k", 0)),
             max_new_tokens=int(cfg.get("max_new_tokens", 64)),
-            stop_strings=tuple(cfg.get("stop", ())),
+            stop_strings=(stop,) if isinstance(stop, str) else tuple(stop),
         )
         self.rows = int(cfg.get("rows", 0)) or None  # None: the sampler's default
         self.fixed_rows = bool(cfg.get("fixed_rows", False)) and self.rows is not None
         self.seed = int(cfg.get("seed", 0))
+
+    @staticmethod
+    def _check(cfg: ml_collections.ConfigDict, where: str) -> None:
+        """ConfigError now (not at the first evaluation, after training) for settings
+        that can only be mistakes."""
+        n = cfg.get("num_samples", 1)
+        ks = cfg.get("k", (1,))
+        if not isinstance(ks, (list, tuple)) or not all(isinstance(k, int) for k in ks):
+            raise ConfigError(f"{where}.k={ks!r} must be a list of integers, e.g. (1, 4).")
+        if not isinstance(n, int) or n < 1 or any(not 1 <= k <= n for k in ks):
+            raise ConfigError(
+                f"{where}: num_samples={n!r} must be >= 1 and every k in {tuple(ks)} "
+                "between 1 and it (pass@k needs k samples)."
+            )
+        for key, least in (("max_new_tokens", 1), ("rows", 0), ("max_prompts", 0)):
+            if int(cfg.get(key, least)) < least:
+                raise ConfigError(f"{where}.{key}={cfg.get(key)} must be >= {least}.")
+        try:
+            sampling.check_knobs(float(cfg.get("temperature", 1.0)), int(cfg.get("top_k", 0)), 1.0)
+        except ValueError as e:
+            raise ConfigError(f"{where}: {e}") from None
 
     def _sample(self, model: Any, prompts: Sequence[str]) -> list[str]:
         """N texts per prompt, prompt-major: each prompt prefilled once, its cache forked

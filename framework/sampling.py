@@ -283,7 +283,7 @@ def prefill(
 def fork(state: DecodeState, n_or_rows: int | Sequence[int] | np.ndarray) -> DecodeState:
     """Copies cache rows: an int n repeats each row n times (row b -> rows b*n..b*n+n-1)."""
     B = state.logits.shape[0]
-    if isinstance(n_or_rows, int):
+    if isinstance(n_or_rows, int | np.integer):
         if n_or_rows < 1:
             raise ValueError(f"fork needs n >= 1 copies of each row, got {n_or_rows}.")
         rows = np.repeat(np.arange(B), n_or_rows)

@@ -50,7 +50,13 @@ def test_scores_follow_from_the_written_samples(tiny_lm_run, tmp_path):
     for k in (1, 4, 6):
         assert out[f"pass@{k}"] == pytest.approx(eval_metrics.mean_pass_at_k(verdicts, k))
     assert out["invalid"] == pytest.approx(np.mean([r["answer"] is None for r in rows]))
-    assert 0 <= out["maj@6"] <= 1 and len({r["text"] for r in rows}) > 2  # sampled, not greedy
+    assert len({r["text"] for r in rows}) > 2  # sampled, not greedy
+    majority = []
+    for p in (0, 1):
+        mine = [r for r in rows if r["prompt"] == p]
+        vote = eval_metrics.majority_vote([r["answer"] for r in mine])
+        majority.append(vote is not None and any(r["correct"] for r in mine if r["answer"] == vote))
+    assert out["maj@6"] == pytest.approx(np.mean(majority))
 
 
 def test_greedy_samples_agree_and_bad_verifiers_are_config_errors(tiny_lm_run, tmp_path):
@@ -63,3 +69,24 @@ def test_greedy_samples_agree_and_bad_verifiers_are_config_errors(tiny_lm_run, t
         trainer_lib.Trainer(gen_config(tmp_path, verifier="tests.nope"), str(tmp_path / "x"))
     with pytest.raises(config_lib.ConfigError, match="defines no is_correct"):
         trainer_lib.Trainer(gen_config(tmp_path, verifier="framework.files"), str(tmp_path / "y"))
+
+
+@pytest.mark.parametrize(
+    "overrides, match",
+    [
+        (dict(k=6), r"\.k=6 must be a list of integers"),
+        (dict(num_samples=0), "num_samples=0 must be >= 1"),
+        (dict(k=(1, 8)), r"every k in \(1, 8\) between 1 and it"),
+        (dict(max_new_tokens=0), "max_new_tokens=0 must be >= 1"),
+        (dict(rows=-1), "rows=-1 must be >= 0"),
+        (dict(temperature=-1.0), "temperature=-1.0 must be >= 0"),
+    ],
+)
+def test_bad_sampling_settings_are_config_errors_before_training(tmp_path, overrides, match):
+    with pytest.raises(config_lib.ConfigError, match=match):
+        trainer_lib.Trainer(gen_config(tmp_path, **overrides), str(tmp_path / "w"))
+
+
+def test_a_stop_string_is_one_string_not_its_characters(tmp_path):
+    t = trainer_lib.Trainer(gen_config(tmp_path, stop="Q:"), str(tmp_path / "w"))
+    assert t.evaluators["gen"].knobs["stop_strings"] == ("Q:",)

@@ -344,3 +344,25 @@ def test_feed_is_the_incremental_form(unrolled):
     for t, (a, b) in enumerate(zip(first, again)):
         np.testing.assert_array_equal(a, b)  # the same calls give the same bits
         np.testing.assert_allclose(a, full_BTV[[0, 1], [t, 2 + t]], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "top_k, top_p, allowed",
+    [
+        (0, 1.0, {0, 1, 2}),
+        (2, 1.0, {0, 1}),
+        (0, 0.6, {0, 1}),  # the token that crosses 0.6 (cumulative 0.8) is kept
+        (0, 0.5, {0}),  # 0.5 is reached by the first token alone
+        (2, 0.6, {0}),  # nucleus over the top-2 renormalised: 0.625 >= 0.6 alone
+    ],
+)
+def test_top_k_and_top_p_keep_the_tokens_they_should(top_k, top_p, allowed):
+    logits_BV = jnp.log(jnp.asarray([[0.5, 0.3, 0.2]] * 2000))
+    keys_B = jax.random.split(jax.random.key(0), 2000)
+    knobs = dict(temperature=jnp.float32(1.0), top_k=jnp.int32(top_k), top_p=jnp.float32(top_p))
+    drawn = np.asarray(jax.jit(decoding._choose, static_argnums=3)(logits_BV, keys_B, knobs, True))
+    assert set(drawn.tolist()) == allowed
+    if allowed == {0, 1, 2}:  # unfiltered: the probabilities themselves
+        np.testing.assert_allclose(
+            np.bincount(drawn, minlength=3) / 2000, [0.5, 0.3, 0.2], atol=0.04
+        )
