@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import os
@@ -12,6 +11,7 @@ import time
 
 import pytest
 
+from tests.benchmarks import load_benchmark
 from tests.conftest import ROOT, cli_env
 
 SCRIPT = os.path.join(ROOT, "benchmarks", "gpu_check.sh")
@@ -30,13 +30,8 @@ def gpu_check(args: list[str], timeout: float = 300) -> subprocess.CompletedProc
 
 
 def load_module():
-    """benchmarks/gpu_check.py as a module (benchmarks/ is not a package)."""
-    spec = importlib.util.spec_from_file_location(
-        "gpu_check", os.path.join(ROOT, "benchmarks", "gpu_check.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """benchmarks/gpu_check.py as a module."""
+    return load_benchmark("gpu_check")
 
 
 def test_without_gpu_prints_one_line_and_runs_nothing(tmp_path):

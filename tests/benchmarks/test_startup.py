@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-import os
 import re
 
-from tests.conftest import ROOT
+from tests.benchmarks import load_benchmark
 
 
 def load_startup():
-    spec = importlib.util.spec_from_file_location(
-        "startup", os.path.join(ROOT, "benchmarks", "startup.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("startup")
 
 
 def test_import_times_name_the_module_and_its_dependencies():
