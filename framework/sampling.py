@@ -48,7 +48,6 @@ encoding and decoding gets bit-identical distributions.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 from collections.abc import Sequence
 from typing import Any, NamedTuple
@@ -59,7 +58,7 @@ import numpy as np
 from flax import nnx
 from jax.sharding import Mesh
 
-from framework import decoding
+from framework import decoding, token_text
 from framework.decoding import (
     DecodeState,
     cache_shardings as cache_shardings,  # re-exported
@@ -175,57 +174,12 @@ def _check_positions(model: nnx.Module, longest: int) -> None:
         )
 
 
-@functools.cache
-def _token_texts(tokenizer: Any, vocab: int) -> tuple[str, ...]:
-    """The text of every single token id (for stop-string containment)."""
-    return tuple(tokenizer.decode([i]) for i in range(vocab))
-
-
-def stop_tables(
-    tokenizer: Any, vocab: int, stop_tokens: Sequence[int] | None, stop_strings: Sequence[str]
-) -> tuple[np.ndarray, np.ndarray]:
-    """(stop_V bool [V], stop_SK int32 [S, K]): single stop tokens and stop sequences.
-
-    stop_SK rows are right-aligned encodings of stop strings; -1 is a wildcard (left pad)
-    and an all -3 row never matches. S and K are padded to powers of two (>= 4, >= 1).
-    """
-    stop_V = np.zeros(vocab, bool)
-    ids = [tokenizer.eos_id] if stop_tokens is None else list(stop_tokens)
-    stop_V[[i for i in ids if 0 <= i < vocab]] = True
-    seqs = []
-    for s in stop_strings:
-        if not s:
-            raise ValueError("stop strings must be non-empty.")
-        stop_V |= np.array([s in t for t in _token_texts(tokenizer, vocab)])
-        enc = np.asarray(tokenizer.encode(s), np.int32)
-        if len(enc) > 1:
-            seqs.append(enc)
-    K = bucket_length(max([len(q) for q in seqs], default=1), 1)
-    stop_SK = np.full((bucket_length(len(seqs), 4), K), -3, np.int32)
-    for i, q in enumerate(seqs):
-        stop_SK[i] = -1
-        stop_SK[i, K - len(q) :] = q
-    return stop_V, stop_SK
-
-
 def _knobs(tokenizer: Any, model: nnx.Module, stop_tokens, stop_strings) -> dict[str, Any]:
     """Traced loop options shared by sampling and beam search: stop tables and pad id."""
-    stop_V, stop_SK = stop_tables(tokenizer, model.cfg.vocab_size, stop_tokens, stop_strings)
+    stop_V, stop_SK = token_text.stop_tables(
+        tokenizer, model.cfg.vocab_size, stop_tokens, stop_strings
+    )
     return dict(stop_V=stop_V, stop_SK=stop_SK, pad_id=np.int32(tokenizer.pad_id))
-
-
-def _cut_at_stop(tokenizer: Any, ids: np.ndarray, stop_strings: Sequence[str]) -> tuple[str, int]:
-    """(text before the first stop string, tokens needed to reach it or len(ids))."""
-    text = tokenizer.decode(ids)
-    hits = [text.find(s) for s in stop_strings if s in text]
-    if not hits:
-        return text, len(ids)
-    lo, hi = 1, len(ids)  # smallest prefix whose text contains a stop string
-    while lo < hi:
-        mid = (lo + hi) // 2
-        prefix = tokenizer.decode(ids[:mid])
-        lo, hi = (lo, mid) if any(s in prefix for s in stop_strings) else (mid + 1, hi)
-    return text[: min(hits)], lo
 
 
 # ----------------------------------------------------------------------------- states
@@ -358,7 +312,7 @@ def _finish(tokenizer: Any, parts: list[tuple], stop_strings: Sequence[str]) -> 
     tokens, logprobs, lengths, stopped = (np.concatenate(x) for x in list(zip(*parts))[:4])
     texts = []
     for b in range(len(tokens)):
-        text, cut = _cut_at_stop(tokenizer, tokens[b, : lengths[b]], stop_strings)
+        text, cut = token_text.cut_at_stop(tokenizer, tokens[b, : lengths[b]], stop_strings)
         if cut < lengths[b]:
             stopped[b], lengths[b] = True, cut
             tokens[b, cut:], logprobs[b, cut:] = tokenizer.pad_id, 0.0
@@ -477,7 +431,7 @@ def beam_search(
     )
     texts = [
         [
-            _cut_at_stop(tokenizer, tokens[b, w, : lengths[b, w]], stop_strings)[0]
+            token_text.cut_at_stop(tokenizer, tokens[b, w, : lengths[b, w]], stop_strings)[0]
             for w in range(width)
         ]
         for b in range(B)
@@ -496,13 +450,15 @@ def score(
     """Log-likelihood of each continuation given its prompt, one full forward pass.
 
     Rows are right-padded to a bucket (causal attention never sees the padding).
-    String continuations are encoded without BOS.
+    String continuations are encoded as they follow their string prompts (without BOS).
     """
     if len(prompts) != len(continuations) or not prompts:
         raise ValueError("score needs equally many (>= 1) prompts and continuations.")
     rows = []
     for p, c in zip(prompts, continuations):
         p_ids, c_ids = prompt_ids(tokenizer, p, add_bos), prompt_ids(tokenizer, c, False)
+        if isinstance(p, str) and isinstance(c, str):  # c's ids as they follow p's
+            c_ids = token_text.continuation_ids(tokenizer, p, c)
         if len(p_ids) == 0:
             raise ValueError("score needs at least one prompt token (e.g. add_bos=True).")
         rows.append((len(p_ids), len(c_ids), np.concatenate([p_ids, c_ids])))
