@@ -345,11 +345,14 @@ def generate(
     greedy; top_k 0 and top_p 1 disable those filters. `rng` is a seed or key, split into
     one key per output row (row r gets key r of row_keys(rng, R)), or R keys, so a row's
     sample depends only on its prompt and key, not on its batch, chunk or num_samples.
-    stop_tokens=None stops on the tokenizer's EOS. Rows run in chunks of at most max_rows
-    (default: default_max_rows); fixed_rows=True pads every chunk to exactly max_rows, so
-    calls with any number of rows share one compiled program (else a chunk is padded to
-    the next power of two). keep_state=True returns the DecodeState (the whole KV
-    cache, on device); its rows run as one chunk (a given max_rows must hold them all).
+    Continuing a DecodeState from an integer seed folds each row's next position into
+    its key, so successive calls with one seed do not repeat their draws (keys passed
+    explicitly are used as given). stop_tokens=None stops on the tokenizer's EOS. Rows
+    run in chunks of at most max_rows (default: default_max_rows); fixed_rows=True pads
+    every chunk to exactly max_rows, so calls with any number of rows share one compiled
+    program (else a chunk is padded to the next power of two). keep_state=True returns
+    the DecodeState (the whole KV cache, on device); its rows run as one chunk (a given
+    max_rows must hold them all).
     """
     check_knobs(temperature, top_k, top_p)
     if num_samples < 1 or (max_rows is not None and max_rows < 1):
@@ -368,6 +371,9 @@ def generate(
     knobs = jax.tree.map(jnp.asarray, knobs)
     opts = dict(plan=plan, filtering=bool(top_k > 0 or top_p < 1.0))
     keys_R, (graphdef, params) = row_keys(rng, R), nnx.split(model)
+    if isinstance(source, DecodeState) and isinstance(rng, int | np.integer):
+        pos_R = np.repeat(np.asarray(source.next_pos), num_samples)
+        keys_R = jax.vmap(jax.random.fold_in)(keys_R, jnp.asarray(pos_R, jnp.uint32))
     parts, pending = [], None
     for start in range(0, R, max_rows):
         rows = np.arange(start, min(start + max_rows, R))

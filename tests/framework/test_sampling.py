@@ -366,3 +366,16 @@ def test_top_k_and_top_p_keep_the_tokens_they_should(top_k, top_p, allowed):
         np.testing.assert_allclose(
             np.bincount(drawn, minlength=3) / 2000, [0.5, 0.3, 0.2], atol=0.04
         )
+
+
+def test_continuing_from_a_seed_does_not_repeat_the_first_calls_draws(unrolled):
+    # A state whose logits are those of the prompts: with the draws of the first call
+    # repeated, the continuation would sample the same tokens again.
+    kw = dict(max_new_tokens=N, temperature=1.0, rng=0)
+    first = sampling.generate(unrolled, TOK, PROMPTS, **kw)
+    state = sampling.prefill(unrolled, TOK, PROMPTS, max_new_tokens=N)
+    again = sampling.generate(unrolled, TOK, state, **kw)
+    assert (again.tokens != first.tokens).mean() > 0.3
+    keys = sampling.row_keys(0, len(PROMPTS))  # explicit keys: used as given
+    same = sampling.generate(unrolled, TOK, state, **{**kw, "rng": keys})
+    np.testing.assert_array_equal(same.tokens, first.tokens)
