@@ -236,6 +236,24 @@ class Experiment:
         return result
 
 
+def check_experiment(workdir: str, variant: str, base: str) -> None:
+    """Records what a workdir's files are made from (WORKDIR/experiment.json: the variant
+    and pi0 as 'DIR:STEP') on its first run; ConfigError on a later run with another
+    variant or pi0, whose data, samples and evaluations would otherwise be reused."""
+    path = os.path.join(workdir, "experiment.json")
+    want = dict(variant=variant, base=base)
+    have = files.read_json(path, None)
+    if have is None:
+        os.makedirs(workdir, exist_ok=True)
+        files.atomic_write_json(path, want)
+    elif have != want:
+        raise config_lib.ConfigError(
+            f"{workdir} holds a run of variant={have.get('variant')!r} from base "
+            f"{have.get('base')!r}, not variant={variant!r} from {want['base']!r}; use a new "
+            "--workdir (or the same settings to continue it)."
+        )
+
+
 def run_all(workdir: str, variant: str, base: str = "", data_dir: str = "") -> dict[str, Any]:
     """pi0 (unless `base`), every method and every evaluation; writes results.json."""
     v = VARIANTS[variant]
@@ -244,6 +262,7 @@ def run_all(workdir: str, variant: str, base: str = "", data_dir: str = "") -> d
         data_dir = data_dir or os.path.join(workdir, "data")
         base_lib.build(base, v.base, data_dir, gate=v.base != "tiny")  # tiny: not gated
     exp = Experiment(workdir, v, base)
+    check_experiment(workdir, variant, f"{os.path.abspath(exp.base)}:{exp.base_which}")
     chains = exp.methods()
     evals: dict[str, Any] = {"pi0": exp.evaluate("pi0", exp.base, exp.base_which, pass_k=True)}
     names: dict[str, str] = {}  # run -> the name it was first evaluated under

@@ -11,7 +11,7 @@ import pytest
 
 from data import arith
 from experiments.rest_em import loop, run
-from framework import files, init_from
+from framework import config as config_lib, files, init_from
 
 
 @pytest.fixture(scope="module")
@@ -117,3 +117,14 @@ def test_a_workdir_that_is_a_file_is_one_line_and_exit_2(tmp_path, capsys, arith
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "is a file" in err[0]
     assert path.read_text() == "not a directory"
+
+
+def test_a_workdir_remembers_its_variant_and_base(tmp_path):
+    w = str(tmp_path / "w")
+    run.check_experiment(w, "tiny", str(tmp_path / "pi0"))
+    run.check_experiment(w, "tiny", str(tmp_path / "pi0"))  # the same settings: continue
+    assert files.read_json(os.path.join(w, "experiment.json"))["variant"] == "tiny"
+    with pytest.raises(config_lib.ConfigError, match="from base .*pi0.*new --workdir"):
+        run.check_experiment(w, "tiny", str(tmp_path / "other_pi0"))
+    with pytest.raises(config_lib.ConfigError, match="not variant='cpu'"):
+        run.check_experiment(w, "cpu", str(tmp_path / "pi0"))
