@@ -30,6 +30,7 @@ import concurrent.futures
 import copy
 import hashlib
 import json
+import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -138,8 +139,28 @@ def get_or_build(program_key: str | None, build: Callable[[], Any]) -> Any:
     return program
 
 
+def run_once_options() -> dict[str, Any]:
+    """XLA compiler options for a program that runs once per run (the init).
+
+    On CPU, XLA's LLVM backend at its default optimisation level (3) spends most of a
+    small model's init compile optimising threefry kernels that run once: level 1 gives
+    bitwise the same state (tests/framework/test_programs.py checks it) and compiles in
+    about half the time (the tiny quickstart model: 6.2 s -> 2.9 s on a loaded machine,
+    benchmarks/sweep_overhead.py has the sweep-level figure). Level 0 would change the
+    values (by an ulp), so it is not used. An optimisation level already set in
+    XLA_FLAGS (the test session sets 0) is respected; other backends get XLA's defaults.
+    """
+    if jax.default_backend() != "cpu" or "xla_backend_optimization_level" in os.environ.get(
+        "XLA_FLAGS", ""
+    ):
+        return {}
+    return {"xla_backend_optimization_level": 1}
+
+
 def compile_in_background(
-    program_key: str | None, lower: Callable[[], jax.stages.Lowered]
+    program_key: str | None,
+    lower: Callable[[], jax.stages.Lowered],
+    compiler_options: dict[str, Any] | None = None,
 ) -> Callable[[], Any]:
     """Starts compiling a program on a background thread; returns the `build` to hand
     to get_or_build(program_key, build) when it is needed (it waits for the compile).
@@ -150,7 +171,8 @@ def compile_in_background(
     foreground compile gives. A program already kept is not compiled again."""
     if program_key is not None and program_key in _programs:
         return lambda: _programs[program_key]
-    return _compiler.submit(lower().compile).result
+    lowered = lower()
+    return _compiler.submit(lowered.compile, compiler_options=compiler_options).result
 
 
 def clear() -> None:

@@ -220,7 +220,8 @@ class Trainer:
         """The state at step 0 from the compiled init (started early by `run`, or now)."""
         seed, key = self._init_program()
         build, self._init_build = self._init_build, None
-        build = build or (lambda: self._init_fn.lower(seed).compile())
+        options = programs.run_once_options()
+        build = build or (lambda: self._init_fn.lower(seed).compile(compiler_options=options))
         return programs.get_or_build(key, build)(seed)
 
     def abstract_schedule_args(self) -> dict[str, jax.ShapeDtypeStruct]:
@@ -360,7 +361,7 @@ class Trainer:
                     init_from.check(self.reference, "", self.abstract_state["params"])
                 seed, key = self._init_program()  # compiles while the step compiles
                 self._init_build = programs.compile_in_background(
-                    key, lambda: self._init_fn.lower(seed)
+                    key, lambda: self._init_fn.lower(seed), programs.run_once_options()
                 )
             for evaluator in self.evaluators.values():
                 evaluator.prepare(self.abstract_variables)

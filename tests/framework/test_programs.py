@@ -167,9 +167,9 @@ def test_init_and_eval_compile_in_background_and_are_taken(tmp_path, monkeypatch
     started = []
     real = programs.compile_in_background
 
-    def record(key, lower):
+    def record(key, lower, compiler_options=None):
         started.append(key)
-        return real(key, lower)
+        return real(key, lower, compiler_options)
 
     monkeypatch.setattr(programs, "compile_in_background", record)
     t = trainer_lib.Trainer(config(), str(tmp_path / "run"))
@@ -181,3 +181,27 @@ def test_init_and_eval_compile_in_background_and_are_taken(tmp_path, monkeypatch
     seed = np.int64(5)
     background = real(None, lambda: t._init_fn.lower(seed))()
     chex.assert_trees_all_equal(background(seed), t._init_fn.lower(seed).compile()(seed))
+
+
+# XLA's CPU defaults, which the test session's XLA_FLAGS (tests/conftest.py) change.
+XLA_CPU_DEFAULTS = {
+    "xla_backend_optimization_level": 3,
+    "xla_llvm_disable_expensive_passes": False,
+    "xla_cpu_use_fusion_emitters": True,
+}
+
+
+def test_the_run_once_init_options_give_bitwise_the_default_state(tmp_path, monkeypatch):
+    """The init compiled at programs.run_once_options() (cheaper LLVM optimisation) gives
+    the state XLA's default options give, bit for bit; an optimisation level set in
+    XLA_FLAGS is left alone."""
+    monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=1")
+    options = programs.run_once_options()
+    assert options == {"xla_backend_optimization_level": 1}
+    t = trainer_lib.Trainer(config(**{"model.d_model": 16, "model.d_ff": 32}), str(tmp_path))
+    seed = np.int64(3)
+    cheap = t._init_fn.lower(seed).compile({**XLA_CPU_DEFAULTS, **options})(seed)
+    default = t._init_fn.lower(seed).compile(XLA_CPU_DEFAULTS)(seed)
+    chex.assert_trees_all_equal(cheap, default)
+    monkeypatch.setenv("XLA_FLAGS", "--xla_backend_optimization_level=0")
+    assert programs.run_once_options() == {}
