@@ -10,10 +10,10 @@ The experiment (`python -m experiments.equal_info.run`) trains M1, compresses th
 corpus with every method (experiments/equal_info/compress.py) and trains M2 on each.
 Arguments:
   variant     tiny (tests) | cpu (default) | cpu_bos (cpu, M1 with BOS on every row) |
-              cpu_4mb (cpu on 4 MB of training text; M2 also on eq64 and eq16_65k)
+              cpu_4mb (cpu on 4 MB of training text; M2 also on eq64, eq128, eq16_65k)
   stage       m1 | m2
   method      m2: the token files' method (bytes, sp, gzip, static_ac, ac, eq16, eq32,
-              eq64, and each *_65k for 16-bit tokens)
+              eq64, eq128, and each *_65k for 16-bit tokens)
   tokens_dir  m2: compress.py's output; the method's files are TOKENS_DIR/METHOD/{train,val}
   data_dir    m1: where the corpus is written (default runs/data)
   steps       training steps (0 = the variant's); seed
@@ -46,7 +46,8 @@ VARIANTS = {
 # (data.bos_every_row), and EqualInfoAC's first byte coded by M1 after BOS (Q6's test).
 VARIANTS["cpu_bos"] = dict(VARIANTS["cpu"], m1_bos=True)
 # cpu_4mb: the cpu shapes; every method compressed from 4 MB of training text instead of
-# 1.5 MB (fewer repeats of the 16-bit tokens in M2's budget), M2 also on eq64, eq16_65k.
+# 1.5 MB (fewer repeats of the 16-bit tokens in M2's budget), M2 also on eq64, eq128 and
+# eq16_65k.
 VARIANTS["cpu_4mb"] = VARIANTS["cpu"]
 TINY_METHODS = ("bytes", "ac", "eq16")
 CPU_METHODS = ("bytes", "sp", "gzip", "static_ac", "ac", "eq16", "eq32")
@@ -54,7 +55,7 @@ DEFAULT_METHODS = {
     "tiny": TINY_METHODS,
     "cpu": CPU_METHODS,
     "cpu_bos": ("eq16", "eq32", "eq64"),
-    "cpu_4mb": (*CPU_METHODS, "eq64", "eq16_65k"),
+    "cpu_4mb": (*CPU_METHODS, "eq64", "eq128", "eq16_65k"),
 }
 
 

@@ -30,7 +30,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from data import arithmetic_coding as ac, compression, tokenizers
-from experiments.equal_info.methods import CODERS, METHODS, Method
+from experiments.equal_info.methods import CODERS, METHODS, Method, window_cap
 from framework import files
 from framework.metrics import format_duration
 
@@ -125,7 +125,8 @@ def _coder_bits(coder: str, group: list[bytes], ctx: dict) -> tuple[list[list[in
     if coder == "ac":
         bits = compression.ac_bits(group, ctx["m1"], rows=ctx["rows"], context=ctx["context"])
         return bits, {}
-    eq = compression.EqualInfo(int(coder[2:]), max_bytes=ctx["max_window_bytes"])
+    b = int(coder[2:])
+    eq = compression.EqualInfo(b, max_bytes=window_cap(ctx["max_window_bytes"], b))
     windows = eq.encode(group, ctx["m1"], rows=ctx["rows"])
     bits = [[b for v, _ in w for b in compression.int_to_bits(v, eq.bits)] for w in windows]
     if ctx.get("verify"):  # once per coder: the first group's first 512 bytes

@@ -16,7 +16,7 @@ class Method:
     """How text becomes M2's tokens."""
 
     name: str
-    coder: str  # bytes | sp | gzip | static_ac | ac | eq16 | eq32 | eq64
+    coder: str  # bytes | sp | gzip | static_ac | ac | eq16 | eq32 | eq64 | eq128
     token_bits: int  # 8 or 16 (sp: its vocabulary; bytes: 8)
     window_bits: int = 0  # EqualInfoAC's b (0: not windowed)
 
@@ -35,11 +35,22 @@ class Method:
         return w // t if w and w % t == 0 else 0
 
 
+WINDOW_BITS = (16, 32, 64, 128)  # EqualInfoAC's b, the paper's Table 16 sweep
+
+
+def window_cap(max_window_bytes: int, window_bits: int) -> int:
+    """The most bytes one window of `window_bits` may cover: `max_window_bytes`, raised to
+    one byte a bit for windows longer than it (b = 128 holds ~60 bytes on average here,
+    and a 64-byte cap would cut most of its windows; b <= 64 keep the cap they were
+    measured with)."""
+    return max(max_window_bytes, window_bits)
+
+
 def _all() -> dict[str, Method]:
     methods = [Method("bytes", "bytes", 8), Method("sp", "sp", 0)]
     for coder in ("gzip", "static_ac", "ac"):
         methods += [Method(coder, coder, 8), Method(f"{coder}_65k", coder, 16)]
-    for b in (16, 32, 64):
+    for b in WINDOW_BITS:
         methods += [Method(f"eq{b}", f"eq{b}", 8, b), Method(f"eq{b}_65k", f"eq{b}", 16, b)]
     return {m.name: m for m in methods}
 

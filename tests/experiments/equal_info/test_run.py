@@ -13,6 +13,7 @@ import pytest
 
 from configs import equal_info as config_file
 from experiments.equal_info import compress, evaluate, run
+from experiments.equal_info.methods import window_cap
 from framework import files, launch
 
 
@@ -191,14 +192,19 @@ def test_cpu_bos_variant_trains_m1_with_bos_rows_and_codes_first_bytes_after_bos
     assert run.PLANS["cpu_bos"].first_byte == "bos" and run.PLANS["cpu"].first_byte == "unigram"
 
 
-def test_cpu_4mb_variant_compresses_4mb_with_every_method_and_adds_eq64_and_eq16_65k_to_m2():
+def test_cpu_4mb_variant_compresses_4mb_with_every_method_and_adds_eq64_eq128_eq16_65k_to_m2():
     sweep = config_file.get_sweep("variant=cpu_4mb,stage=m2,tokens_dir=/t")
     cpu_sweep = config_file.get_sweep("variant=cpu,stage=m2,tokens_dir=/t")
     methods = [p["arg:method"] for p in sweep]
-    assert methods == [p["arg:method"] for p in cpu_sweep] + ["eq64", "eq16_65k"]
+    assert methods == [p["arg:method"] for p in cpu_sweep] + ["eq64", "eq128", "eq16_65k"]
     plan, cpu = run.PLANS["cpu_4mb"], run.PLANS["cpu"]
     assert (plan.train_kb, cpu.train_kb) == (4096, 1536)
-    assert plan.methods == (*cpu.methods, "eq64", "eq64_65k")
+    assert plan.methods == (*cpu.methods, "eq64", "eq64_65k", "eq128", "eq128_65k")
     m2 = config_file.get_config("variant=cpu_4mb,stage=m2,method=eq16_65k,tokens_dir=/t")
     cpu_m2 = config_file.get_config("variant=cpu,stage=m2,method=eq16_65k,tokens_dir=/t")
     assert m2.model.vocab_size == 65536 and m2.to_dict() == cpu_m2.to_dict()
+
+
+def test_windows_longer_than_the_byte_cap_get_one_byte_a_bit():
+    """b <= 64 keep the 64-byte cap they were measured with; b = 128 may cover 128 bytes."""
+    assert [window_cap(64, b) for b in (16, 32, 64, 128)] == [64, 64, 64, 128]
