@@ -24,7 +24,8 @@ down (d_model 128 and 64); the MLP is the framework's SwiGLU, not the paper's Re
 the rest of M2.
 """
 
-from experiments.equal_info.methods import METHODS, SP_VOCAB
+from experiments.equal_info import methods as methods_lib
+from experiments.equal_info.methods import SP_VOCAB
 from framework.config import ConfigError, parse_arg
 from framework.sweep import product
 from framework.tasks import lm
@@ -68,8 +69,10 @@ def _arg(arg: str | None):
         raise ConfigError(f"variant={a.variant!r} is unknown; choose one of {sorted(VARIANTS)}.")
     if a.stage not in ("m1", "m2"):
         raise ConfigError(f"stage={a.stage!r} is unknown; choose m1 or m2.")
-    if a.method not in METHODS:
-        raise ConfigError(f"method={a.method!r} is unknown; choose one of {', '.join(METHODS)}.")
+    try:
+        methods_lib.get(a.method)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     if a.stage == "m2" and not a.tokens_dir:
         raise ConfigError("stage=m2 needs tokens_dir=DIR (experiments/equal_info/compress.py).")
     return a
@@ -95,7 +98,7 @@ def get_config(arg: str | None = None):
         c.data.prepare_spec = f"train_mb={v['corpus_mb']},val_mb={v['corpus_mb'] / 16}"
         c.data.bos_every_row = v.get("m1_bos", False)
     else:
-        m = METHODS[a.method]
+        m = methods_lib.get(a.method)
         vocab = m.vocab(SP_VOCAB[a.variant])
         tokens = f"{a.tokens_dir}/{m.name}"
         c.data.update(dict(format="tokens", path=f"{tokens}/train", val_path=f"{tokens}/val"))

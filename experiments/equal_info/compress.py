@@ -30,7 +30,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from data import arithmetic_coding as ac, compression, tokenizers
-from experiments.equal_info.methods import CODERS, METHODS, Method, window_cap
+from experiments.equal_info import methods as methods_lib
+from experiments.equal_info.methods import Method, window_cap
 from framework import files
 from framework.metrics import format_duration
 
@@ -220,9 +221,10 @@ def compress(
 ) -> dict[str, dict]:
     """Writes every method's token shards (module docstring); returns method_stats.
     `first_byte`: how M1 codes a row's first byte (m1_byte_model)."""
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown:
-        raise CompressError(f"unknown methods {unknown}; choose from {', '.join(METHODS)}.")
+    try:
+        chosen = [methods_lib.get(m) for m in methods]
+    except ValueError as e:
+        raise CompressError(str(e)) from None
     sizes = dict(
         train_bytes=train_bytes, val_bytes=val_bytes, rows=rows, example_bytes=example_bytes
     )
@@ -232,7 +234,6 @@ def compress(
                 f"{name}={value}: --train_kb, --val_kb, --example_bytes and --rows must be "
                 "positive."
             )
-    chosen = [METHODS[m] for m in methods]
     if any(m.uses_m1 for m in chosen) and not m1:
         raise CompressError("methods ac and eq* need --m1, a byte-level LM run.")
     splits = {"train": read_split(corpus, "train", train_bytes)}
@@ -254,7 +255,7 @@ def compress(
     if "m1" in ctx:
         record = dict(run=os.path.abspath(m1), non_embedding=ctx["m1_params"])
         files.atomic_write_json(os.path.join(out, "m1.json"), record)
-    for coder in CODERS:
+    for coder in dict.fromkeys(m.coder for m in chosen):
         group = [m for m in chosen if m.coder == coder]
         for split, docs in splits.items() if group else ():
             log(f"compressing {split} with {coder} -> {', '.join(m.name for m in group)}")

@@ -19,7 +19,7 @@ import os
 import numpy as np
 
 from data import examples
-from experiments.equal_info.methods import METHODS
+from experiments.equal_info import methods as methods_lib
 from framework import checkpoint, config as config_lib, files
 
 VAL_ROWS = 64  # validation rows scored per checkpoint for the position curves
@@ -96,7 +96,7 @@ def evaluate(run_dir: str, method: str, tokens_dir: str) -> dict:
     from experiments.equal_info.compress import method_stats
     from models import transformer
 
-    m, config = METHODS[method], config_lib.saved_config(run_dir)
+    m, config = methods_lib.get(method), config_lib.saved_config(run_dir)
     stats = method_stats(tokens_dir, method)
     ratio, vocab = stats["val"]["ratio"], config.data.tokens_vocab_size
     m1_params = _m1_params(tokens_dir) if m.uses_m1 else 0

@@ -3,12 +3,17 @@
 A method is a coder (how an example becomes bits, or tokens directly) and a token
 width: 'eq16' is EqualInfoAC[b=16] in 8-bit tokens (v = 256), 'eq16_65k' the same
 windows in 16-bit tokens (v = 65,536). Methods sharing a coder are written from one
-pass of it (experiments/equal_info/compress.py).
+pass of it (experiments/equal_info/compress.py). `get` also builds EqualInfoAC at any
+other window size, 'eq24' or 'eq24_65k' (the paper's A.1), refusing one too small to
+hold a byte.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
+
+from data import compression
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,4 +62,36 @@ def _all() -> dict[str, Method]:
 
 METHODS = _all()
 SP_VOCAB = {"tiny": 512, "cpu": 4096, "cpu_bos": 4096, "cpu_4mb": 4096}  # per variant
-CODERS = tuple(dict.fromkeys(m.coder for m in METHODS.values()))
+
+
+def get(name: str) -> Method:
+    """The method called `name`: one of METHODS, or eq<b>[_65k] for another window size.
+    Raises ValueError (one sentence) for an unknown name or a window too small."""
+    if name in METHODS:
+        return METHODS[name]
+    m = re.fullmatch(r"eq(\d+)(_65k)?", name)
+    if not m:
+        raise ValueError(
+            f"method {name!r} is unknown; choose one of {', '.join(METHODS)}, or "
+            "eq<b>[_65k] for EqualInfoAC at another window size b."
+        )
+    b = int(m.group(1))
+    try:
+        compression.EqualInfo(b)  # refuses b too small to hold one byte
+    except ValueError as e:
+        raise ValueError(f"method {name!r}: {e}") from None
+    return Method(name, f"eq{b}", 16 if m.group(2) else 8, b)
+
+
+def ordered(names: list[str]) -> list[str]:
+    """Method names (e.g. folders found on disk) that `get` knows, METHODS' order first."""
+    known = [n for n in names if _known(n)]
+    return [n for n in METHODS if n in known] + sorted(set(known) - METHODS.keys())
+
+
+def _known(name: str) -> bool:
+    try:
+        get(name)
+    except ValueError:
+        return False
+    return True

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 from experiments import report_utils
 from experiments.equal_info.compress import method_stats
-from experiments.equal_info.methods import METHODS, WINDOW_BITS
+from experiments.equal_info.methods import WINDOW_BITS, ordered
 from framework import files
 
 # Lester et al. 2024, Table 12 (bytes per token), Tables 15-16 (bits/byte at 25m): published.
@@ -40,7 +40,8 @@ FIGURES = ("ratio.png", "bpb.png", "window.png", "positions.png")
 def load(workdir: str) -> tuple[dict, dict]:
     """({method: compression stats}, {method: M2 evaluation}) of a reproduction."""
     tokens = os.path.join(workdir, "tokens")
-    stats = {m: method_stats(tokens, m) for m in METHODS}
+    names = ordered(os.listdir(tokens)) if os.path.isdir(tokens) else []
+    stats = {m: method_stats(tokens, m) for m in names}
     stats = {m: s for m, s in stats.items() if "val" in s}
     evals, m2 = {}, os.path.join(workdir, "m2")
     for name in sorted(os.listdir(m2)) if os.path.isdir(m2) else ():
@@ -176,6 +177,9 @@ def _bpb_figure(plt, evals: dict, out: str) -> None:
     ax.bar(xs, [evals[m]["bits_per_byte"] for m in names], 0.6, label="M2")
     ax.scatter(xs, [evals[m]["uniform_bpb"] for m in names], marker="_", s=400, c="k",
                label="uniform")  # fmt: skip
+    paper = [(x, PAPER_BPB_25M[m]) for x, m in zip(xs, names) if m in PAPER_BPB_25M]
+    if paper:
+        ax.scatter(*zip(*paper), marker="*", s=60, c="g", label="paper 25m (published)")
     ax.scatter(xs, [evals[m]["unigram_bpb"] for m in names], marker="_", s=400, c="r",
                label="unigram")  # fmt: skip
     ax.set_xticks(xs, names, rotation=45, ha="right")

@@ -83,8 +83,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     m1_args = argparse.Namespace(**{**vars(sweep_args), "only": None})
     try:
         if corpus:
-            for split in ("train", "val"):  # before M1 trains: a bad folder fails in seconds
-                compress.read_split(corpus, split, 1)
+            # before M1 trains, the text the methods will compress: a bad file fails now
+            compress.read_split(corpus, "train", plan.train_kb << 10)
+            compress.read_split(corpus, "val", plan.val_kb << 10)
             m1_args.data_path = os.path.join(corpus, "train")
         m1_dir = os.path.join(workdir, "m1", "base")
         [m1] = reproduction.run_sweep(

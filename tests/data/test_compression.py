@@ -62,8 +62,8 @@ def test_static_ac_ratio_is_eight_over_the_unigram_entropy():
 
 def check_windows(eq, streams, windows, model, alone=True):
     """Each window: b bits; alone, it decodes to its bytes and then stops (its padded
-    code, first reached at its last byte, or a next symbol that does not fit); maximal
-    unless counted as cut; all decode back together."""
+    code, first reached at its last byte, or a next symbol that does not fit) and
+    re-encodes to its own bits; maximal unless counted as cut; all decode back together."""
     cuts = 0
     for stream, wins in zip(streams, windows) if alone else ():
         assert sum(n for _, n in wins) == len(stream)
@@ -83,6 +83,9 @@ def check_windows(eq, streams, windows, model, alone=True):
                 stop = enc.copy()
                 stop.push(s, F[n])
                 assert not ends and not eq.fits(stop)
+            # re-encoded alone (with the byte after it, which a stop point depends on)
+            alone_eq = compression.EqualInfo(eq.bits, max_bytes=eq.max_bytes)
+            assert alone_eq.encode([piece], model, rows=1)[0][0] == (value, n)
             if not ends:
                 greedy = enc.copy()
                 greedy.push(piece[n], F[n])

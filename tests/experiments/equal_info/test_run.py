@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from configs import equal_info as config_file
-from experiments.equal_info import compress, evaluate, run
+from experiments.equal_info import compress, evaluate, methods as methods_lib, run
 from experiments.equal_info.methods import window_cap
-from framework import files, launch
+from framework import config as config_lib, files, launch
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +120,20 @@ def test_text_that_is_not_utf8_is_one_line_exit_2(tmp_path, capsys):
     assert len(err.splitlines()) == 1 and "b.txt" in err and "not UTF-8" in err
     assert not os.path.exists(tmp_path / "out" / "bytes")
     assert compress.main([*argv[:2], "--methods=zip"]) == 2
-    assert "unknown methods ['zip']" in capsys.readouterr().err
+    assert "method 'zip' is unknown" in capsys.readouterr().err
+    assert compress.main([*argv[:2], "--methods=bytes,eq8"]) == 2  # a window too small
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "'eq8'" in err and "use bits >= 15" in err
+    with pytest.raises(config_lib.ConfigError, match="cannot hold one byte"):
+        config_file.get_config("stage=m2,method=eq12_65k,tokens_dir=/t")
+
+
+def test_any_window_size_is_a_method_and_found_on_disk_in_order(tmp_path):
+    m = methods_lib.get("eq24_65k")
+    assert (m.coder, m.token_bits, m.window_bits, m.uses_m1) == ("eq24", 16, 24, True)
+    assert methods_lib.get("eq16") is methods_lib.METHODS["eq16"]
+    found = ["eq24", "zip", "eq16_65k", "bytes", "eq128", "eq24_65k", "notes.txt"]
+    assert methods_lib.ordered(found) == ["bytes", "eq16_65k", "eq128", "eq24", "eq24_65k"]
 
 
 def test_token_ids_beyond_the_vocabulary_are_one_line_exit_2(tmp_path):
