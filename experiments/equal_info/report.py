@@ -60,7 +60,7 @@ def claims(stats: dict, evals: dict) -> list[str]:
     """Q1-Q6, each with its numbers and holds / does not hold / not measured."""
     out = []
     ln = lambda e: math.log(e["vocab"])
-    q1 = [m for m in ("ac", "static_ac") if m in evals]
+    q1 = [m for m in ("ac", "static_ac", "ac_65k", "static_ac_65k") if m in evals]
     if q1:
         ok = all(evals[m]["val_loss"] >= UNLEARNED * ln(evals[m]) for m in q1)
         nums = ", ".join(f"{m} {evals[m]['val_loss']:.3f} nats (uniform {ln(evals[m]):.3f})"
