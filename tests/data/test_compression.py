@@ -126,6 +126,27 @@ def test_equal_info_with_a_transformer_through_the_sampler_api():
     check_windows(eq, streams, windows, logprobs, alone=False)  # decodes back bit for bit
 
 
+def test_m1_rows_are_bitwise_independent_of_neighbours_place_and_later_bytes():
+    """What the coder relies on (module docstring of data/compression.py): one pass of
+    the model gives a row the same bits whatever the other rows, the row's place in the
+    batch, and the bytes after each position (the decoder feeds zeros there)."""
+    cfg = transformer.TransformerConfig(
+        vocab_size=259, d_model=16, num_layers=2, num_heads=2, d_ff=32, max_len=64
+    )
+    model = transformer.Transformer(cfg, rngs=nnx.Rngs(1))
+    rng = np.random.default_rng(0)
+    bytes_BT = rng.integers(0, 256, (8, 48)).astype(np.int32)
+    ref_BTV = np.asarray(sampling.all_logprobs(model, bytes_BT))
+    order = rng.permutation(8)
+    moved_BTV = np.asarray(sampling.all_logprobs(model, bytes_BT[order]))
+    np.testing.assert_array_equal(moved_BTV, ref_BTV[order])
+    for r, t in [(0, 5), (3, 20), (7, 47)]:
+        cut_BT = rng.integers(0, 256, bytes_BT.shape).astype(np.int32)  # new neighbours
+        cut_BT[r, : t + 1], cut_BT[r, t + 1 :] = bytes_BT[r, : t + 1], 0
+        got_TV = np.asarray(sampling.all_logprobs(model, cut_BT))[r, : t + 1]
+        np.testing.assert_array_equal(got_TV, ref_BTV[r, : t + 1])
+
+
 def test_token_ratio_doubles_with_sixteen_bit_tokens_for_b16():
     eq = compression.EqualInfo(16)
     windows = eq.encode(STREAMS, bigram_model(), rows=4)
