@@ -137,6 +137,21 @@ def feed_program(graphdef: Any, params: Any, state: DecodeState, token_B: jax.Ar
     return _feed(graphdef, params, state, token_B, jnp.ones(token_B.shape, bool))
 
 
+@functools.partial(jax.jit, static_argnames=("graphdef",), donate_argnames=("state",))
+def rewind_program(
+    graphdef: Any, params: Any, state: DecodeState, next_pos_B: jax.Array, token_B: jax.Array
+) -> DecodeState:
+    """Rows whose next_pos_B is below their state's go back to it: their cache slots at
+    positions >= next_pos_B - 1 are hidden and token_B (the token at next_pos_B - 1) is
+    fed again, giving the logits after it; other rows are unchanged."""
+    back_B = next_pos_B < state.next_pos
+    c = state.cache
+    hide_BS = back_B[:, None] & (c["positions"] >= (next_pos_B - 1)[:, None])
+    cache = dict(c, positions=jnp.where(hide_BS, -1, c["positions"]))
+    at_B = jnp.where(back_B, next_pos_B - 1, state.next_pos)
+    return _feed(graphdef, params, DecodeState(cache, state.logits, at_B), token_B, back_B)
+
+
 @jax.jit
 def log_softmax_rows(logits_BV: jax.Array) -> jax.Array:
     """float32 log-probabilities [B, V] of next-token logits [B, V]."""

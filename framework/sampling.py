@@ -31,7 +31,9 @@ bucket as one call would use.
 Stops. A row ends on a stop token id (default: the tokenizer's EOS), on a token whose own
 text contains a stop string, or when its newest tokens equal a stop string's encoding;
 then the host cuts each text before the first stop string, which also catches a stop
-string split across tokens in another way (then ``tokens``/``lengths`` are trimmed too).
+string split across tokens in another way (then ``tokens``/``lengths`` are trimmed too,
+and a kept state is taken back to the cut: the row's later slots hidden, its last kept
+token fed again).
 
 Continuing. ``generate(..., keep_state=True)`` returns a ``DecodeState`` (cache, next-token
 logits, next position per row); ended rows stop writing visible cache slots, so it can be
@@ -307,6 +309,21 @@ def _fetch(out: tuple, n: int, keep_state: bool) -> tuple:
     return host + ((state if keep_state else None),)
 
 
+def _rewind_host_cuts(model: nnx.Module, out: SampleOutput, lengths: np.ndarray) -> SampleOutput:
+    """The kept state of rows that the host cut (a stop string the device did not match)
+    taken back to the cut, as if generation had ended there; `lengths` before the cut."""
+    cut_B = out.lengths < lengths
+    if out.state is None or not cut_B.any():
+        return out
+    next_B = np.asarray(out.state.next_pos) - (lengths - out.lengths) * cut_B
+    last_B = out.tokens[np.arange(len(cut_B)), np.maximum(out.lengths - 1, 0)]
+    state = _ensure_room(out.state, 1)
+    state = decoding.rewind_program(
+        *nnx.split(model), state, jnp.asarray(next_B, jnp.int32), jnp.asarray(last_B)
+    )
+    return dataclasses.replace(out, state=state)
+
+
 def _finish(tokenizer: Any, parts: list[tuple], stop_strings: Sequence[str]) -> SampleOutput:
     """Joins the chunks and cuts each row's text (and tokens) before its first stop string."""
     tokens, logprobs, lengths, stopped = (np.concatenate(x) for x in list(zip(*parts))[:4])
@@ -386,7 +403,8 @@ def generate(
             parts.append(_fetch(*pending))
         pending = (out, len(rows), keep_state)
     parts.append(_fetch(*pending))
-    return _finish(tokenizer, parts, stop_strings)
+    lengths = np.concatenate([p[2] for p in parts])
+    return _rewind_host_cuts(model, _finish(tokenizer, parts, stop_strings), lengths)
 
 
 # ----------------------------------------------------------------------------- search, scoring

@@ -136,6 +136,29 @@ def test_stop_tokens_and_strings_end_rows_independently(unrolled):
     assert out.texts[1] == TOK.decode(free.tokens[1, : j - 1])  # cut before the stop string
 
 
+def test_a_stop_found_only_by_the_host_cut_takes_the_kept_state_back_to_it(unrolled, monkeypatch):
+    """When only the host's text cut finds a stop string (here the device's stop tables
+    are emptied), the kept state ends where the cut does, as a run that stopped there."""
+    free = greedy(unrolled, PROMPTS[:2])
+    i = next(i for i in range(3, N) if free.tokens[1, i - 1] < 128 and free.tokens[1, i] < 128)
+    stop = TOK.decode(free.tokens[1, i - 1 : i + 1])
+    j = next(j for j in range(1, N) if TOK.decode(free.tokens[1, j - 1 : j + 1]) == stop)
+    real = sampling.token_text.stop_tables
+    no_device_stops = lambda tok, vocab, ids, strings: real(tok, vocab, ids, [])
+    monkeypatch.setattr(sampling.token_text, "stop_tables", no_device_stops)
+    cut = greedy(unrolled, PROMPTS[:2], stop_tokens=[], stop_strings=[stop], keep_state=True)
+    assert cut.lengths[1] == j + 1 and cut.lengths[0] == N  # row 0: no stop in N tokens
+    ref = sampling.generate(unrolled, TOK, PROMPTS[1:2], max_new_tokens=j + 1,
+                            temperature=0.0, stop_tokens=[], keep_state=True)  # fmt: skip
+    assert int(cut.state.next_pos[1]) == int(ref.state.next_pos[0])
+    np.testing.assert_allclose(cut.state.logits[1], ref.state.logits[0], rtol=1e-5, atol=1e-5)
+    more = dict(max_new_tokens=6, temperature=0.0, stop_tokens=[])
+    np.testing.assert_array_equal(
+        sampling.generate(unrolled, TOK, sampling.fork(cut.state, [1]), **more).tokens,
+        sampling.generate(unrolled, TOK, ref.state, **more).tokens,
+    )
+
+
 def test_beam_search(unrolled):
     out = greedy(unrolled)
     beam1 = sampling.beam_search(unrolled, TOK, PROMPTS, width=1, max_new_tokens=N)
