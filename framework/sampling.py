@@ -425,7 +425,9 @@ def beam_search(
     """Beam search: keeps the `width` best hypotheses by sum log-prob / length**penalty.
 
     Ended hypotheses stay in the beam with their score and compete with live ones;
-    the search stops when all ended or after max_new_tokens. Width 1 is greedy.
+    the search stops when all ended or after max_new_tokens. Width 1 is greedy. A stop
+    string that only the host's text cut finds ends its hypothesis there afterwards
+    (tokens trimmed, score recomputed, hypotheses re-sorted).
     """
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens={max_new_tokens} must be >= 1.")
@@ -446,20 +448,22 @@ def beam_search(
     out = {k: np.array(out[k]) for k in ("cum", "length", "done", "tokens", "logprobs")}
     tokens = out["tokens"].reshape(B, width, -1)
     logprobs = out["logprobs"].reshape(B, width, -1)
-    lengths, finished = out["length"], out["done"]
-    scores = out["cum"] / np.maximum(lengths, 1).astype(np.float32) ** length_penalty
+    lengths, finished, cum = out["length"], out["done"], out["cum"]
+    texts = [[""] * width for _ in range(B)]
+    for b, w in np.ndindex(B, width):  # a stop only the host's text cut finds ends it there
+        texts[b][w], cut = token_text.cut_at_stop(tokenizer, tokens[b, w, : lengths[b, w]],
+                                                  stop_strings)  # fmt: skip
+        if cut < lengths[b, w]:
+            tokens[b, w, cut:], logprobs[b, w, cut:] = tokenizer.pad_id, 0.0
+            lengths[b, w], finished[b, w] = cut, True
+            cum[b, w] = logprobs[b, w, :cut].sum()
+    scores = cum / np.maximum(lengths, 1).astype(np.float32) ** length_penalty
     order = np.argsort(-scores, axis=1, kind="stable")
     pick = lambda x: np.take_along_axis(x, order.reshape(order.shape + (1,) * (x.ndim - 2)), 1)
     tokens, logprobs, scores, lengths, finished = map(
         pick, (tokens, logprobs, scores, lengths, finished)
     )
-    texts = [
-        [
-            token_text.cut_at_stop(tokenizer, tokens[b, w, : lengths[b, w]], stop_strings)[0]
-            for w in range(width)
-        ]
-        for b in range(B)
-    ]
+    texts = [[texts[b][w] for w in order[b]] for b in range(B)]
     return BeamOutput(tokens, logprobs, scores, lengths, finished, texts)
 
 

@@ -173,6 +173,27 @@ def test_beam_search(unrolled):
     assert len({tuple(t) for t in beam.tokens[0]}) == 3  # distinct hypotheses
 
 
+def test_beam_search_ends_a_hypothesis_at_a_stop_only_the_host_cut_finds(unrolled, monkeypatch):
+    out = greedy(unrolled, PROMPTS[:1], stop_tokens=[])
+    i = next(i for i in range(3, N) if out.tokens[0, i - 1] < 128 and out.tokens[0, i] < 128)
+    stop = TOK.decode(out.tokens[0, i - 1 : i + 1])
+    j = next(j for j in range(1, N) if TOK.decode(out.tokens[0, j - 1 : j + 1]) == stop)
+    real = sampling.token_text.stop_tables
+    monkeypatch.setattr(
+        sampling.token_text, "stop_tables", lambda t, v, ids, s: real(t, v, ids, [])
+    )
+    kw = dict(max_new_tokens=N, stop_tokens=[], stop_strings=[stop])
+    beam1 = sampling.beam_search(unrolled, TOK, PROMPTS[:1], width=1, **kw)
+    assert beam1.lengths[0, 0] == j + 1 and beam1.finished[0, 0]
+    np.testing.assert_array_equal(beam1.tokens[0, 0, : j + 1], out.tokens[0, : j + 1])
+    assert (beam1.tokens[0, 0, j + 1 :] == TOK.pad_id).all()
+    np.testing.assert_allclose(beam1.scores[0, 0], out.logprobs[0, : j + 1].sum(), rtol=1e-5)
+    beam = sampling.beam_search(unrolled, TOK, PROMPTS[:1], width=3, **kw)
+    assert (np.diff(beam.scores, axis=1) <= 0).all()  # re-sorted after the cuts
+    np.testing.assert_allclose(beam.scores, beam.logprobs.sum(-1), rtol=1e-5)
+    assert all(stop not in t for t in beam.texts[0])
+
+
 def test_fork_with_equal_keys_gives_identical_rows(unrolled):
     model = unrolled
     state = sampling.prefill(model, TOK, ["hello"], max_new_tokens=N)
