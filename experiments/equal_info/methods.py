@@ -45,7 +45,7 @@ WINDOW_BITS = (16, 32, 64, 128)  # EqualInfoAC's b, the paper's Table 16 sweep
 
 def window_cap(max_window_bytes: int, window_bits: int) -> int:
     """The most bytes one window of `window_bits` may cover: `max_window_bytes`, raised to
-    one byte a bit for windows longer than it (b = 128 holds ~60 bytes on average here,
+    one byte a bit for windows longer than it (b = 128 holds ~64-70 bytes on average here,
     and a 64-byte cap would cut most of its windows; b <= 64 keep the cap they were
     measured with)."""
     return max(max_window_bytes, window_bits)

@@ -18,7 +18,7 @@ The corpus is the Python standard library's sources (written to WORKDIR/data), o
 runs two at a time); `cpu_bos` (M1 trained with BOS before every row, which codes each
 window's first byte after BOS as the paper's M1 did; EqualInfoAC[16], [32], [64] only)
 about 40 min; `cpu_4mb` (every method from 4 MB of training text, M2 also on
-EqualInfoAC[64], [128] and [16, 65k]: the README's results) about 3 h 30 min; `tiny` (the test)
+EqualInfoAC[64], [128] and [16, 65k]: the README's results) about 3 h 20 min; `tiny` (the test)
 well under a minute. Exit codes: 0 done, 1 M1 did not finish (diverged or crashed),
 2 user error.
 """
