@@ -77,6 +77,7 @@ class Checkpointer:
                 f"{free / 2**20:.1f} MiB are free",
                 self.directory,
             )
+        state = _host_copy(state)
         self.manager.save(
             step,
             args=ocp.args.Composite(
@@ -216,6 +217,26 @@ def _on_host(x: Any) -> bool:
         return False
     devices = x.sharding.device_set
     return len(devices) == 1 and next(iter(devices)).platform == "cpu"
+
+
+# Up to this size, a state held in this process's CPU memory is saved from numpy copies.
+# Orbax spends ~1 ms more per array on a jax.Array than on a numpy array (replica
+# slices, a device-to-host transfer): a tiny model's 94-array state saved in ~110
+# instead of ~210 ms, which bounds a short run that checkpoints often (an inline sweep
+# point, a test). The files are the same arrays in the same format, restored as
+# jax.Arrays into the run's shardings; the copy is needed because the train step
+# donates the state's buffers while the asynchronous save still reads them.
+HOST_COPY_MAX_BYTES = 64 << 20
+
+
+def _host_copy(state: Any) -> Any:
+    """`state` as numpy copies if it is small and in this process's CPU memory, else as is."""
+    leaves = jax.tree.leaves(state)
+    if jax.process_count() > 1 or not all(_on_host(x) for x in leaves):
+        return state
+    if sum(x.nbytes for x in leaves) > HOST_COPY_MAX_BYTES:
+        return state
+    return jax.tree.map(lambda x: np.array(x, copy=True), state)
 
 
 # Arrays in host memory are digested by numpy (no program to compile: a tiny model's

@@ -24,9 +24,28 @@ def device_memory_limit() -> int | None:
     return ram // jax.local_device_count()
 
 
-def memory_report(trainer: Any, compiled: Any) -> dict[str, Any]:
-    """Compiled per-device memory of `trainer`'s train step, and whether it fits."""
-    stats = compiled.memory_analysis()
+# A shared program's (memory analysis, cost analysis), by its key (framework/programs.py):
+# XLA's analyses take ~40 ms a call for a tiny model, each run of an inline sweep asked
+# for them again, and a program's analyses never change.
+_analyses: dict[str, tuple[Any, dict]] = {}
+
+
+def _analysis(compiled: Any, program_key: str | None) -> tuple[Any, dict]:
+    """(memory_analysis, cost_analysis) of `compiled`, kept under `program_key`."""
+    if program_key is not None and program_key in _analyses:
+        return _analyses[program_key]
+    result = (compiled.memory_analysis(), compiled.cost_analysis() or {})
+    if program_key is not None:
+        if len(_analyses) >= 256:  # a bound; each entry is small
+            _analyses.clear()
+        _analyses[program_key] = result
+    return result
+
+
+def memory_report(trainer: Any, compiled: Any, program_key: str | None = None) -> dict[str, Any]:
+    """Compiled per-device memory of `trainer`'s train step, and whether it fits.
+    `program_key`: the step's key when it is a shared program (its analyses are kept)."""
+    stats, cost = _analysis(compiled, program_key)
     per_device = (
         stats.argument_size_in_bytes
         + stats.output_size_in_bytes
@@ -35,7 +54,6 @@ def memory_report(trainer: Any, compiled: Any) -> dict[str, Any]:
     )
     limit = device_memory_limit()
     counts = trainer.task.describe_model()
-    cost = compiled.cost_analysis() or {}
     return {
         "mesh": dict(trainer.mesh.shape),
         "rules": trainer.config.mesh.rules,

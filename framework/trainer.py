@@ -94,7 +94,7 @@ class Trainer:
                 task_class = f"{type(self.task).__module__}.{type(self.task).__qualname__}"
                 self._init_base = f"{task_class}|{narrow}|{self.mesh!r}"
         self._build_state_functions()
-        self._compiled_step = None
+        self._compiled_step, self._step_key = None, None  # the compiled step and its key
         self._init_build: Any = None  # a background compile of the init (run)
         ctx = evaluators_lib.EvalContext(
             mesh=self.mesh,
@@ -303,15 +303,16 @@ class Trainer:
         later calls, `run()` included, reuse it."""
         if self._compiled_step is None:
             args = (self.abstract_state, self.abstract_batch(), self.abstract_schedule_args())
+            self._step_key = self._program_key("train_step", *args)
             self._compiled_step = programs.get_or_build(
-                self._program_key("train_step", *args),
-                lambda: self._step_fn.lower(*args).compile(),
+                self._step_key, lambda: self._step_fn.lower(*args).compile()
             )
         return self._compiled_step
 
     def memory_report(self, compiled: Any) -> dict[str, Any]:
         """Compiled per-device memory of the train step, and whether it fits."""
-        return dry_run.memory_report(self, compiled)
+        key = self._step_key if compiled is self._compiled_step else None
+        return dry_run.memory_report(self, compiled, key)
 
     # ---- evaluating a finished run --------------------------------------------
 
@@ -415,8 +416,6 @@ class Trainer:
             ckpt.close()
             if writer is not None:
                 writer.close()
-        if self.config.train.plot_losses:
-            metrics_lib.plot_losses(self.workdir)
         if jax.process_index() == 0:
             files.atomic_write_json(result_path, result)
         return result
@@ -487,6 +486,7 @@ class Trainer:
         except DivergedError as e:
             if best is not None:
                 best.close()
+            self._plot(writer)
             return self._diverged(int(e.args[0]), ckpt, log, evals)
         t_end = time.time()
         final_step = int(jax.device_get(state["step"]))
@@ -495,6 +495,7 @@ class Trainer:
             if self.evaluators and status == "done":
                 self._evaluate(final_step, state, evals, writer, best, final=True)
             self.task.on_train_end(self.merge(self.variables(state)), self.workdir)
+        self._plot(writer)
         ckpt.wait()
         result = self._result(
             status, final_step, log.last, evals, log.first_loss, log.t_start, ckpt.latest_step()
@@ -507,6 +508,12 @@ class Trainer:
         if steps_per_s is not None:  # compilation excluded
             result["steps_per_s"] = steps_per_s
         return result
+
+    def _plot(self, writer: metrics_lib.MetricWriter) -> None:
+        """loss.png (train.plot_losses), drawn while the last checkpoint is being written."""
+        if self.config.train.plot_losses:
+            writer.flush()
+            metrics_lib.plot_losses(self.workdir)
 
     def _eval_due(self, step: int) -> bool:
         """Whether any evaluator runs at `step` before the end (see EvaluatorBase.due)."""

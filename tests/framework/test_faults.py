@@ -194,6 +194,36 @@ def test_digests_catch_values_that_read_back_wrong():
     assert checkpoint.verify(tree, widened) is None
 
 
+def test_small_host_states_save_from_copies_that_restore_bitwise(tmp_path, monkeypatch):
+    """A small state in CPU memory is saved from numpy copies (orbax's cheaper path): the
+    copies share no memory with the state (the train step donates its buffers while the
+    save runs), and the checkpoint restores as jax.Arrays equal bit for bit."""
+    import grain
+    import jax
+
+    from framework import checkpoint
+
+    state = {"w": jnp_array([[1.5, -2.0, 3.25]], "bfloat16"), "step": jnp_array(7, "int32")}
+    copied = checkpoint._host_copy(state)
+    for x, c in zip(jax.tree.leaves(state), jax.tree.leaves(copied), strict=True):
+        assert isinstance(c, np.ndarray) and c.dtype == x.dtype
+        assert not np.shares_memory(c, np.asarray(x))
+    ckpt = checkpoint.Checkpointer(str(tmp_path), keep=2)
+    ckpt.save(3, state, iter(grain.MapDataset.range(4).to_iter_dataset()))
+    ckpt.wait()
+    abstract = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state
+    )
+    restored, step = ckpt.restore_latest(
+        abstract, iter(grain.MapDataset.range(4).to_iter_dataset())
+    )
+    ckpt.close()
+    assert step == 3 and all(isinstance(x, jax.Array) for x in jax.tree.leaves(restored))
+    chex.assert_trees_all_equal(restored, state)
+    monkeypatch.setattr(checkpoint, "HOST_COPY_MAX_BYTES", 4)  # a large state: saved as is
+    assert checkpoint._host_copy(state) is state
+
+
 def jnp_array(values, dtype="float32"):
     import jax.numpy as jnp
 
