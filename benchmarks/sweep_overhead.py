@@ -1,17 +1,19 @@
 """Sweep start-up overhead: a 12-point tiny sweep with --inline against one process a point.
 
-    python benchmarks/sweep_overhead.py [--steps=10] [--parallel=1] [--repeats=3]
+    python benchmarks/sweep_overhead.py [--steps=10] [--parallel=1] [--repeats=3] [--widths=2]
 
 The sweep is configs/quickstart.py at size=tiny (3 learning rates x 2 widths x 2 seeds,
-`--steps` steps each, evaluation at the end). Each mode runs as the user would run it,
-`python -m framework.sweep ...` from a fresh workdir (so each pays its own JAX import
-and builds its own compilation cache in DIR/jax_cache), one after the other in this
-run; the wall times and their ratio are printed, with the points' final losses checked
-equal between the modes. This machine's wall times drift by 10-20 % from one minute to
-the next, so `--repeats` pairs are run (inline then process, each pair side by side) and
-the median of the pairs' ratios is the result. The points' own wall times (results.csv)
-split each mode into the first point of each width (it compiles that width's programs:
-paid in both modes) and the rest (the per-point start-up the inline mode removes).
+`--steps` steps each, evaluation at the end); `--widths=1` makes it 6 learning rates x
+2 seeds of one width (one set of programs to compile instead of two). Each mode runs as
+the user would run it, `python -m framework.sweep ...` from a fresh workdir (so each
+pays its own JAX import and builds its own compilation cache in DIR/jax_cache), one
+after the other in this run; the wall times and their ratio are printed, with the
+points' final losses checked equal between the modes. This machine's wall times drift
+by 10-20 % from one minute to the next, so `--repeats` pairs are run (inline then
+process, each pair side by side) and the median of the pairs' ratios is the result.
+The points' own wall times (results.csv) split each mode into the first point of each
+width (it compiles that width's programs: paid in both modes) and the rest (the
+per-point start-up the inline mode removes).
 """
 
 from __future__ import annotations
@@ -36,6 +38,14 @@ def get_sweep(arg=None):
     widths = [{"model.d_model": 16, "model.d_ff": 32}, {"model.d_model": 32, "model.d_ff": 64}]
     return product({"optimizer.lr": [1e-3, 3e-3, 1e-2], "seed": [0, 1]}, widths)
 """
+SWEEP_ONE_WIDTH = """
+from configs.quickstart import get_config  # noqa: F401
+from framework.sweep import product
+
+
+def get_sweep(arg=None):
+    return product({"optimizer.lr": [1e-3, 2e-3, 3e-3, 5e-3, 1e-2, 2e-2], "seed": [0, 1]})
+"""
 
 
 def run_mode(
@@ -56,10 +66,11 @@ def run_mode(
     assert all(r["status"] == "done" for r in rows), rows
     first, rest, widths = 0.0, [], set()
     for r in rows:  # in the order the points ran
-        if r["model.d_model"] in widths:
+        width = r.get("model.d_model", "")  # absent: the sweep has one width
+        if width in widths:
             rest.append(float(r["wall_s"]))
         else:
-            widths.add(r["model.d_model"])
+            widths.add(width)
             first += float(r["wall_s"])
     losses = {r["name"]: r["train/loss"] for r in rows}
     return wall, losses, (first, statistics.median(rest))
@@ -71,6 +82,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--steps", type=int, default=10, help="training steps per point")
     p.add_argument("--parallel", type=int, default=1, help="processes at once (process mode)")
     p.add_argument("--repeats", type=int, default=3, help="pairs of runs; the median counts")
+    p.add_argument("--widths", type=int, default=2, choices=(1, 2), help="model widths swept")
     args = p.parse_args(argv)
     process_mode = f"process x{args.parallel}"
     modes = {"inline": ["--inline"], process_mode: [f"--parallel={args.parallel}"]}
@@ -78,7 +90,7 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         config = os.path.join(tmp, "sweep12.py")
         with open(config, "w") as f:
-            f.write(SWEEP)
+            f.write(SWEEP if args.widths == 2 else SWEEP_ONE_WIDTH)
         for rep in range(args.repeats):
             walls, losses = {}, {}
             for name, extra in modes.items():
