@@ -77,7 +77,7 @@ class Checkpointer:
                 f"{free / 2**20:.1f} MiB are free",
                 self.directory,
             )
-        state = _host_copy(state)
+        state = host_copy(state)
         self.manager.save(
             step,
             args=ocp.args.Composite(
@@ -229,7 +229,7 @@ def _on_host(x: Any) -> bool:
 HOST_COPY_MAX_BYTES = 64 << 20
 
 
-def _host_copy(state: Any) -> Any:
+def host_copy(state: Any) -> Any:
     """`state` as numpy copies if it is small and in this process's CPU memory, else as is."""
     leaves = jax.tree.leaves(state)
     if jax.process_count() > 1 or not all(_on_host(x) for x in leaves):

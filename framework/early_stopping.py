@@ -60,7 +60,8 @@ class BestKeeper:
         better = best is None or (value < best if self.mode == "min" else value > best)
         if better:
             self.state.update(step=step, value=value, since_best=0)
-            self._manager.save(step, args=ocp.args.StandardSave({"params": params}), force=True)
+            saved = {"params": checkpoint.host_copy(params)}  # cheaper to save (checkpoint.py)
+            self._manager.save(step, args=ocp.args.StandardSave(saved), force=True)
             self._manager.wait_until_finished()
             self._digests = checkpoint.digests(params)
         else:

@@ -204,7 +204,7 @@ def test_small_host_states_save_from_copies_that_restore_bitwise(tmp_path, monke
     from framework import checkpoint
 
     state = {"w": jnp_array([[1.5, -2.0, 3.25]], "bfloat16"), "step": jnp_array(7, "int32")}
-    copied = checkpoint._host_copy(state)
+    copied = checkpoint.host_copy(state)
     for x, c in zip(jax.tree.leaves(state), jax.tree.leaves(copied), strict=True):
         assert isinstance(c, np.ndarray) and c.dtype == x.dtype
         assert not np.shares_memory(c, np.asarray(x))
@@ -221,7 +221,7 @@ def test_small_host_states_save_from_copies_that_restore_bitwise(tmp_path, monke
     assert step == 3 and all(isinstance(x, jax.Array) for x in jax.tree.leaves(restored))
     chex.assert_trees_all_equal(restored, state)
     monkeypatch.setattr(checkpoint, "HOST_COPY_MAX_BYTES", 4)  # a large state: saved as is
-    assert checkpoint._host_copy(state) is state
+    assert checkpoint.host_copy(state) is state
 
 
 def jnp_array(values, dtype="float32"):
