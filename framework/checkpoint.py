@@ -230,13 +230,14 @@ HOST_COPY_MAX_BYTES = 64 << 20
 
 
 def host_copy(state: Any) -> Any:
-    """`state` as numpy copies if it is small and in this process's CPU memory, else as is."""
+    """`state` with its jax.Arrays as numpy copies if it is small and in this process's CPU
+    memory, else as is."""
     leaves = jax.tree.leaves(state)
     if jax.process_count() > 1 or not all(_on_host(x) for x in leaves):
         return state
-    if sum(x.nbytes for x in leaves) > HOST_COPY_MAX_BYTES:
+    if sum(getattr(x, "nbytes", 0) for x in leaves) > HOST_COPY_MAX_BYTES:
         return state
-    return jax.tree.map(lambda x: np.array(x, copy=True), state)
+    return jax.tree.map(lambda x: np.array(x, copy=True) if isinstance(x, jax.Array) else x, state)
 
 
 # Arrays in host memory are digested by numpy (no program to compile: a tiny model's
