@@ -9,7 +9,8 @@ the tokenizer's / loader's, not part of the string).
 - `generate` draws problems deterministically from a seed: per problem k and d uniformly
   from the given values; operands (and x0) 1..9 for d=1, 10..99 for d=2; `*` only by a
   `mul_factors` factor and only while the value is below 300; a chain that leaves
-  [0, max_value] is rejected whole and redrawn.
+  [0, max_value] is rejected whole and redrawn. With `exclude` it draws a held-out set:
+  no chain (x0 and its steps) of `exclude`, none twice.
 - The verifier reads a completion: `extract_answer` (the first line starting `A:`),
   `is_correct`, `parse_steps`, prefix-correct oracle `step_labels`, per-step `arith_ok`
   (rhs == lhs op y, whatever the problem) and `is_false_positive`.
@@ -30,7 +31,7 @@ import random
 import re
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 K_MIN, K_MAX = 1, 8
@@ -51,6 +52,9 @@ _STEP_RE = re.compile(r"(-?\d+)([+\-*])(\d+)=(-?\d+)", re.ASCII)
 _ANSWER_RE = re.compile(r"A:\s*(-?\d+)", re.ASCII)
 
 
+Chain = tuple[int, tuple[tuple[str, int], ...]]  # (x0, ops)
+
+
 @dataclasses.dataclass(frozen=True)
 class Problem:
     """One chained-arithmetic problem and its gold solution (values = v0..vk)."""
@@ -64,6 +68,11 @@ class Problem:
     style: str
     prompt: str
     solution: str
+
+    @property
+    def chain(self) -> Chain:
+        """(x0, ops): what makes two problems the same question, whatever their style."""
+        return self.x0, self.ops
 
     def to_json(self) -> dict[str, Any]:
         """The JSONL record: an `examples` line (prompt, completion) plus the question."""
@@ -296,12 +305,18 @@ def generate(
     words_fraction: float | None = None,
     max_value: int = 999,
     mul_factors: Sequence[int] = (2, 3),
+    exclude: Collection[Chain] | None = None,
 ) -> list[Problem]:
     """n problems, deterministic from seed (a prefix of a longer draw with the same knobs).
 
     Per problem: k and d uniformly from the given values; the style is `style`, or when
     `words_fraction` is set (it replaces `style`) 'words' with that probability. ValueError
     (one sentence) for a knob outside its range.
+
+    With `exclude` (chains, possibly none) the set is held out: a problem whose chain is
+    in `exclude` or already drawn is redrawn whole (k and d too), so no chain repeats and
+    none of `exclude` appears. Small spaces (k = 1, d = 1: ~170 chains) can run out;
+    ValueError says so after MAX_TRIES redraws of one problem.
     """
     ks, ds, factors = check_knobs(
         n,
@@ -314,12 +329,24 @@ def generate(
         mul_factors=mul_factors,
     )
     rng = random.Random(int(seed))
-    out = []
+    out: list[Problem] = []
+    seen = None if exclude is None else set(exclude)
     for _ in range(n):
-        kk, dd = rng.choice(ks), rng.choice(ds)
-        if words_fraction is not None:
-            style = "words" if rng.random() < words_fraction else "terse"
-        x0, chain = _draw_chain(rng, kk, dd, ops, max_value, factors)
+        for _ in range(MAX_TRIES):
+            kk, dd = rng.choice(ks), rng.choice(ds)
+            if words_fraction is not None:
+                style = "words" if rng.random() < words_fraction else "terse"
+            x0, chain = _draw_chain(rng, kk, dd, ops, max_value, factors)
+            if seen is None or (x0, chain) not in seen:
+                break
+        else:
+            raise ValueError(
+                f"only {len(out)} of {n} held-out problems with k={list(ks)}, d={list(ds)} "
+                f"avoid the excluded chains and each other; ask for fewer, or allow larger "
+                "k or d."
+            )
+        if seen is not None:
+            seen.add((x0, chain))
         out.append(_build(x0, chain, dd, style, rng))
     return out
 

@@ -4,9 +4,11 @@
 
 The gate (../shared/papers/arith.md 0.4) asks for room above pi0 that sampling, search
 and self-training can show: on a test set balanced over k = 1..6 (terse, 1- and 2-digit
-operands, a seed the training set does not use), greedy pass@1 in [0.25, 0.65] and
-falling with k (each level at most 0.03 above the one before), k=1 >= 0.8, k=6 <= 0.35,
-pass@16 at temperature 1 at least 0.15 above greedy pass@1, invalid answers <= 5 %.
+operands, held out: no problem is the chain of a training problem, none repeats; the k =
+1, 1-digit chains are all in training, so its k = 1 problems have 2 digits), greedy
+pass@1 in [0.25, 0.65] and falling with k (each level at most 0.03 above the one
+before), k=1 >= 0.8, k=6 <= 0.35, pass@16 at temperature 1 at least 0.15 above greedy
+pass@1, invalid answers <= 5 %.
 Writes <workdir>/gate.json and gate.md. Re-running resumes the training (or skips it
 when finished) and recomputes the gate; exit 0 whether or not the gate holds (it says
 which checks fail), 2 for a user error.
@@ -18,7 +20,7 @@ import argparse
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from data import arith
@@ -26,7 +28,7 @@ from experiments import report_utils
 from experiments.arith import policy as policy_lib
 from framework import config as config_lib, files, launch
 
-GATE_SEED = 1_000_003  # test problems: a stream the training problems (seed 0) never use
+GATE_SEED = 1_000_003  # test problems: a stream of their own, held out from the training
 VARIANTS = {
     # configs/arith.py arg, gate problems per k, samples at T=1, the gate's k levels
     "cpu": ("size=s", 100, 16, range(1, 7)),
@@ -40,10 +42,29 @@ class PreemptedError(Exception):
 
 
 def gate_problems(
-    per_k: int, seed: int = GATE_SEED, ks: Sequence[int] = range(1, 7), d: Sequence[int] = (1, 2)
+    per_k: int,
+    seed: int = GATE_SEED,
+    ks: Sequence[int] = range(1, 7),
+    d: Sequence[int] = (1, 2),
+    exclude: Collection[arith.Chain] | None = None,
 ) -> list:
-    """`per_k` terse problems at each steps-count k (operand digits `d` mixed)."""
-    return [p for k in ks for p in arith.generate(per_k, seed=seed + k, k=k, d=d)]
+    """`per_k` terse problems at each steps-count k (operand digits `d` mixed); with
+    `exclude`, held out from those chains (arith.generate)."""
+    return [p for k in ks for p in arith.generate(per_k, seed=seed + k, k=k, d=d, exclude=exclude)]
+
+
+def training_chains(workdir: str) -> frozenset[arith.Chain]:
+    """The chains of the problems pi0 in `workdir` trained on, regenerated from its saved
+    config's data.prepare_spec (the spec, not the file: the file may be gone)."""
+    data = config_lib.saved_config(workdir).data
+    if data.get("prepare") != "data.arith" or not data.get("prepare_spec"):
+        raise config_lib.ConfigError(
+            f"{workdir} was not trained on generated arithmetic problems (data.prepare "
+            "'data.arith'), so its training chains cannot be held out; give pi0's workdir."
+        )
+    knobs = arith.parse_spec(data.prepare_spec)
+    problems = arith.generate(knobs.pop("n"), **knobs)
+    return frozenset(p.chain for p in problems)
 
 
 def gate_checks(greedy: dict[str, dict], sampled: dict[str, dict], n: int) -> dict[str, bool]:
@@ -65,10 +86,16 @@ def gate_checks(greedy: dict[str, dict], sampled: dict[str, dict], n: int) -> di
 
 
 def evaluate_gate(
-    workdir: str, per_k: int, n: int, ks: Sequence[int], which: str | int = "latest"
+    workdir: str,
+    per_k: int,
+    n: int,
+    ks: Sequence[int],
+    which: str | int = "latest",
+    exclude: Collection[arith.Chain] = frozenset(),
 ) -> dict[str, Any]:
-    """Greedy and T=1 scores of the run's `which` parameters on the gate problems."""
-    problems = gate_problems(per_k, ks=ks)
+    """Greedy and T=1 scores of the run's `which` parameters on the gate problems (held
+    out from the chains `exclude`: pi0's training problems)."""
+    problems = gate_problems(per_k, ks=ks, exclude=exclude)
     policy = policy_lib.load_policy(workdir, which)
     greedy = policy_lib.score(problems, policy_lib.sample(policy, problems))
     texts = policy_lib.sample(policy, problems, n=n, temperature=1.0, seed=1)
@@ -125,8 +152,9 @@ def build(workdir: str, variant: str, data_dir: str, gate: bool = True) -> dict[
     results = {}
     if not saved_steps(workdir):
         raise config_lib.ConfigError(f"{workdir} holds no checkpoint to gate.")
+    seen = training_chains(workdir)
     for step in saved_steps(workdir)[::-1]:
-        results[step] = evaluate_gate(workdir, per_k, n, ks, step)
+        results[step] = evaluate_gate(workdir, per_k, n, ks, step, seen)
         print(f"gate at step {step}: {'passed' if results[step]['passed'] else 'failed'}")
         if results[step]["passed"]:
             break
