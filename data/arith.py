@@ -315,7 +315,7 @@ def generate(
 
     With `exclude` (chains, possibly none) the set is held out: a problem whose chain is
     in `exclude` or already drawn is redrawn whole (k and d too), so no chain repeats and
-    none of `exclude` appears. Small spaces (k = 1, d = 1: ~170 chains) can run out;
+    none of `exclude` appears. Small spaces (k = 1, d = 1: 144 chains) can run out;
     ValueError says so after MAX_TRIES redraws of one problem.
     """
     ks, ds, factors = check_knobs(

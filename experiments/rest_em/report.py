@@ -139,6 +139,13 @@ def tables(r: dict) -> list[str]:
         lines += report_utils.md_table(
             ["policy", *cols], [[n, *[m[c] for c in cols]] for n, m in with_k.items()], 3
         )
+    if "overlaps" in r:  # results from before the held-out sets have none
+        lines += ["", "### The sets: problems that are chains of pi0's training data or of "
+                  "the questions, or repeat", ""]  # fmt: skip
+        lines += report_utils.md_table(
+            ["set", "problems", "in pi0's training", "in the questions", "repeated"],
+            [[n, *o.values()] for n, o in r["overlaps"].items()],
+        )
     lines += ["", "### E-steps: samples kept, and false positives (right answer, wrong step)", ""]
     keys = ("samples", "sample_accuracy", "questions_solved", "kept", "false_positive_rate")
     erows = [[n, *[s[k] for k in keys]] for n, s in r["estep"].items()]

@@ -60,6 +60,7 @@ class Variant:
     test_ks: tuple[int, ...] = tuple(range(1, 9))
     d: tuple[int, ...] = (1, 2)
     rows: int = 0  # > 0: every sampler chunk padded to this many rows (one program)
+    hold_out: bool = True  # evaluation sets without pi0's training chains (make_data)
 
 
 VARIANTS = {
@@ -69,32 +70,67 @@ VARIANTS = {
     ),
     "tiny": Variant(
         "tiny", 12, 4, 2, 4, 4, 2, 2, 6, 8, 1e-3, 3, 1, 4, 6, ("rest_em", "rest"),
-        ks=(1, 2), test_ks=(1, 2), d=(1,), rows=32,
+        ks=(1, 2), test_ks=(1, 2), d=(1,), rows=32, hold_out=False,
     ),
 }  # fmt: skip
-SEEDS = dict(questions=101, val=202, test=303, transfer=404)
+SEEDS = dict(test=303, val=202, transfer=404, questions=101)
+SETS = "held out"  # make_data's sets: none shares a chain with another or with pi0's data
 
 
-def make_data(workdir: str, v: Variant) -> dict[str, list[arith.Problem]]:
-    """The question, validation, test and transfer sets (written once, then read)."""
-    os.makedirs(os.path.join(workdir, "data"), exist_ok=True)
-    specs = dict(
-        questions=lambda: arith.generate(v.questions, seed=SEEDS["questions"], k=v.ks, d=v.d),
-        val=lambda: arith.generate(v.val, seed=SEEDS["val"], k=v.ks, d=v.d),
-        test=lambda: base_lib.gate_problems(v.test_per_k, SEEDS["test"], v.test_ks, v.d),
-        transfer=lambda: arith.generate(
-            v.transfer, seed=SEEDS["transfer"], k=v.ks, d=v.d, style="words"
+def make_data(workdir: str, v: Variant, base: str) -> dict[str, list[arith.Problem]]:
+    """The question, validation, test and transfer sets (written once, then read).
+
+    The sets are drawn held out (arith.generate's `exclude`), in this order: test, val,
+    transfer, each without the chains of the sets before it and, with `v.hold_out`, of
+    pi0's training problems (run `base`); then the questions, without the evaluation
+    sets' chains (they may repeat pi0's training problems, as a fine-tuning set may
+    repeat pre-training data). No chain repeats within a set."""
+    draws = dict(
+        test=lambda ex: base_lib.gate_problems(v.test_per_k, SEEDS["test"], v.test_ks, v.d, ex),
+        val=lambda ex: arith.generate(v.val, seed=SEEDS["val"], k=v.ks, d=v.d, exclude=ex),
+        transfer=lambda ex: arith.generate(
+            v.transfer, seed=SEEDS["transfer"], k=v.ks, d=v.d, style="words", exclude=ex
+        ),
+        questions=lambda ex: arith.generate(
+            v.questions, seed=SEEDS["questions"], k=v.ks, d=v.d, exclude=ex
         ),
     )
-    out = {}
-    for name, make in specs.items():
+    os.makedirs(os.path.join(workdir, "data"), exist_ok=True)
+    out: dict[str, list[arith.Problem]] = {}
+    evaluation: set[arith.Chain] = set()  # the chains of the evaluation sets drawn so far
+    pi0: set[arith.Chain] | None = None  # pi0's training chains, when a set is drawn
+    for name, draw in draws.items():
         path = os.path.join(workdir, "data", f"{name}.jsonl")
         if not os.path.exists(path):
-            arith.write_jsonl(make(), path)
+            if pi0 is None:
+                pi0 = set(base_lib.training_chains(base)) if v.hold_out else set()
+            exclude = evaluation if name == "questions" else evaluation | pi0
+            try:
+                arith.write_jsonl(draw(exclude), path)
+            except ValueError as e:  # a space too small for a held-out set
+                raise config_lib.ConfigError(f"the {name} set: {e}") from None
         try:
             out[name] = arith.read_jsonl(path)
         except ValueError as e:  # e.g. an edited file whose answers do not parse
             raise config_lib.ConfigError(f"{e} (or delete it to regenerate it)") from None
+        evaluation.update(p.chain for p in out[name])
+    return out
+
+
+def overlaps(data: dict[str, list[arith.Problem]], base: str) -> dict[str, dict[str, int]]:
+    """For each evaluation set: how many of its problems are chains of pi0's training
+    problems, of the questions, or repeat within the set (all 0 for held-out sets)."""
+    pi0 = base_lib.training_chains(base)
+    questions = {p.chain for p in data["questions"]}
+    out = {}
+    for name in ("test", "val", "transfer", "questions"):
+        chains = [p.chain for p in data[name]]
+        out[name] = dict(
+            n=len(chains),
+            pi0_training=sum(c in pi0 for c in chains),
+            questions=sum(c in questions for c in chains) if name != "questions" else 0,
+            repeats=len(chains) - len(set(chains)),
+        )
     return out
 
 
@@ -110,7 +146,7 @@ class Experiment:
                 "(experiments.arith.base)."
             )
         self.workdir, self.v, self.base = workdir, v, base
-        self.data = make_data(workdir, v)
+        self.data = make_data(workdir, v, base)
         self.budget = policy_lib.token_budget(self.data["test"])
         self.rows = v.rows or None
 
@@ -237,20 +273,23 @@ class Experiment:
 
 
 def check_experiment(workdir: str, variant: str, base: str) -> None:
-    """Records what a workdir's files are made from (WORKDIR/experiment.json: the variant
-    and pi0 as 'DIR:STEP') on its first run; ConfigError on a later run with another
-    variant or pi0, whose data, samples and evaluations would otherwise be reused."""
+    """Records what a workdir's files are made from (WORKDIR/experiment.json: the variant,
+    pi0 as 'DIR:STEP' and how the sets are drawn) on its first run; ConfigError on a later
+    run with other settings, whose data, samples and evaluations would otherwise be reused
+    (a workdir from before the held-out sets has no 'sets' and is refused too)."""
     path = os.path.join(workdir, "experiment.json")
-    want = dict(variant=variant, base=base)
+    want = dict(variant=variant, base=base, sets=SETS)
     have = files.read_json(path, None)
     if have is None:
         os.makedirs(workdir, exist_ok=True)
         files.atomic_write_json(path, want)
     elif have != want:
+        differ = ", ".join(
+            f"{k}={have.get(k)!r} (now {v!r})" for k, v in want.items() if have.get(k) != v
+        )
         raise config_lib.ConfigError(
-            f"{workdir} holds a run of variant={have.get('variant')!r} from base "
-            f"{have.get('base')!r}, not variant={variant!r} from {want['base']!r}; use a new "
-            "--workdir (or the same settings to continue it)."
+            f"{workdir} holds a run made with {differ}; use a new --workdir (or the same "
+            "settings to continue it)."
         )
 
 
@@ -283,7 +322,12 @@ def run_all(workdir: str, variant: str, base: str = "", data_dir: str = "") -> d
                 estep[f"{method}/iter{i}"] = files.read_json(p)
     base = f"{exp.base}:{exp.base_which}"
     results = dict(
-        variant=variant, config=dataclasses.asdict(v), base=base, evals=evals, estep=estep
+        variant=variant,
+        config=dataclasses.asdict(v),
+        base=base,
+        evals=evals,
+        estep=estep,
+        overlaps=overlaps(exp.data, exp.base),
     )
     files.atomic_write_json(os.path.join(workdir, "results.json"), results)
     return results

@@ -333,3 +333,25 @@ def test_parse_int_list():
 def test_parse_int_list_refuses_huge_ranges_before_expanding_them():
     with pytest.raises(ValueError, match="values above 1000"):
         arith.parse_int_list("k", "1-99999999999")
+
+
+def test_held_out_draws_avoid_the_excluded_chains_and_each_other():
+    seen = {p.chain for p in arith.generate(3000, seed=0, k=(1, 2), d=(1, 2))}
+    plain = arith.generate(200, seed=9, k=(1, 2), d=(1, 2))
+    assert sum(p.chain in seen for p in plain) > 50  # small spaces repeat without exclude
+    held = arith.generate(200, seed=9, k=(1, 2), d=(1, 2), exclude=seen)
+    chains = [p.chain for p in held]
+    assert len(held) == 200 and not set(chains) & seen and len(set(chains)) == 200
+    assert digest(held) == digest(arith.generate(200, seed=9, k=(1, 2), d=(1, 2), exclude=seen))
+    assert digest(held[:50]) == digest(
+        arith.generate(50, seed=9, k=(1, 2), d=(1, 2), exclude=seen)
+    )  # still a prefix of a longer draw
+
+
+def test_a_held_out_draw_that_runs_out_of_chains_says_so():
+    every = arith.generate(144, seed=1, k=1, d=1, exclude=())  # all k = 1, 1-digit chains
+    assert len({p.chain for p in every}) == 144
+    with pytest.raises(ValueError, match="only 144 of 145 held-out problems .* ask for fewer"):
+        arith.generate(145, seed=1, k=1, d=1, exclude=())
+    with pytest.raises(ValueError, match="only 0 of 1 held-out"):
+        arith.generate(1, seed=2, k=1, d=1, exclude={p.chain for p in every})

@@ -4,6 +4,7 @@ ReST^EM M-step starts from pi0's exact parameters while each E-step samples from
 previous iterate, the cap holds, the best validation reward is the one kept, and a
 re-run does nothing twice."""
 
+import dataclasses
 import json
 import os
 
@@ -34,6 +35,9 @@ def test_tiny_reproduction_writes_the_report(tiny):
     with open(os.path.join(tiny, "report.md")) as f:
         text = f.read()
     assert "R1 iteration 1 raises greedy test pass@1" in text
+    sets = results["overlaps"]  # tiny's pi0 has seen nearly every chain: not held out from it
+    assert all(sets[n]["questions"] == sets[n]["repeats"] == 0 for n in sets), sets
+    assert "| test | 4 |" in text
     for name in ("pass1_vs_iteration.png", "pass_at_k.png", "gain_per_k.png"):
         assert os.path.getsize(os.path.join(tiny, name)) > 1000
 
@@ -124,7 +128,38 @@ def test_a_workdir_remembers_its_variant_and_base(tmp_path):
     run.check_experiment(w, "tiny", str(tmp_path / "pi0"))
     run.check_experiment(w, "tiny", str(tmp_path / "pi0"))  # the same settings: continue
     assert files.read_json(os.path.join(w, "experiment.json"))["variant"] == "tiny"
-    with pytest.raises(config_lib.ConfigError, match="from base .*pi0.*new --workdir"):
+    with pytest.raises(config_lib.ConfigError, match="base=.*pi0' \\(now .*other_pi0'\\); use"):
         run.check_experiment(w, "tiny", str(tmp_path / "other_pi0"))
-    with pytest.raises(config_lib.ConfigError, match="not variant='cpu'"):
+    with pytest.raises(config_lib.ConfigError, match="variant='tiny' \\(now 'cpu'\\)"):
         run.check_experiment(w, "cpu", str(tmp_path / "pi0"))
+    old = tmp_path / "old"  # a workdir from before the held-out sets
+    old.mkdir()
+    (old / "experiment.json").write_text(json.dumps(dict(variant="tiny", base="b")))
+    with pytest.raises(config_lib.ConfigError, match="sets=None \\(now 'held out'\\)"):
+        run.check_experiment(str(old), "tiny", "b")
+
+
+def fake_pi0(path, spec: str) -> str:
+    """A pi0 workdir as far as make_data reads it: the saved config's generated data."""
+    os.makedirs(path)
+    config = {"task": "framework.tasks.lm", "data": {"prepare": "data.arith", "prepare_spec": spec}}
+    with open(os.path.join(path, "config.json"), "w") as f:
+        json.dump({"config": config}, f)
+    return str(path)
+
+
+def test_the_sets_are_held_out_from_pi0_training_and_from_each_other(tmp_path):
+    pi0 = fake_pi0(tmp_path / "pi0", "n=3000 seed=0 k=1-3 d=1,2")
+    small = dict(questions=150, val=40, test_per_k=20, transfer=40, ks=(1, 2, 3), d=(1, 2))
+    v = dataclasses.replace(run.VARIANTS["tiny"], test_ks=(1, 2, 3, 4), hold_out=True, **small)
+    data = run.make_data(str(tmp_path / "w"), v, pi0)
+    assert [len(data[n]) for n in ("test", "val", "transfer", "questions")] == [80, 40, 40, 150]
+    counts = run.overlaps(data, pi0)
+    assert counts["questions"]["pi0_training"] > 0  # allowed: a fine-tuning set may repeat
+    counts["questions"]["pi0_training"] = 0
+    assert all(c == 0 for o in counts.values() for k, c in o.items() if k != "n"), counts
+    chains = {n: {p.chain for p in ps} for n, ps in data.items()}
+    assert not chains["questions"] & (chains["test"] | chains["val"] | chains["transfer"])
+    # Without hold_out the same seeds draw pi0's training problems, which the count shows.
+    loose = run.make_data(str(tmp_path / "loose"), dataclasses.replace(v, hold_out=False), pi0)
+    assert run.overlaps(loose, pi0)["test"]["pi0_training"] > 10
