@@ -146,6 +146,9 @@ def tables(r: dict) -> list[str]:
             ["set", "problems", "in pi0's training", "in the questions", "repeated"],
             [[n, *o.values()] for n, o in r["overlaps"].items()],
         )
+        two = ", ".join(f"{k} {n}" for k, n in r["test_two_digit"].items())
+        per_k = r["config"]["test_per_k"]
+        lines += ["", f"Test problems with 2-digit operands, of {per_k} per level: {two}."]
     lines += ["", "### E-steps: samples kept, and false positives (right answer, wrong step)", ""]
     keys = ("samples", "sample_accuracy", "questions_solved", "kept", "false_positive_rate")
     erows = [[n, *[s[k] for k in keys]] for n, s in r["estep"].items()]

@@ -328,6 +328,10 @@ def run_all(workdir: str, variant: str, base: str = "", data_dir: str = "") -> d
         evals=evals,
         estep=estep,
         overlaps=overlaps(exp.data, exp.base),
+        # Held out, the short levels lose their 1-digit chains (pi0 trained on them all).
+        test_two_digit={
+            f"k={k}": sum(p.d == 2 for p in exp.data["test"] if p.k == k) for k in v.test_ks
+        },
     )
     files.atomic_write_json(os.path.join(workdir, "results.json"), results)
     return results

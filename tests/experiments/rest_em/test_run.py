@@ -38,6 +38,8 @@ def test_tiny_reproduction_writes_the_report(tiny):
     sets = results["overlaps"]  # tiny's pi0 has seen nearly every chain: not held out from it
     assert all(sets[n]["questions"] == sets[n]["repeats"] == 0 for n in sets), sets
     assert "| test | 4 |" in text
+    assert results["test_two_digit"] == {"k=1": 0, "k=2": 0}  # tiny: 1-digit only
+    assert "Test problems with 2-digit operands, of 2 per level: k=1 0, k=2 0." in text
     for name in ("pass1_vs_iteration.png", "pass_at_k.png", "gain_per_k.png"):
         assert os.path.getsize(os.path.join(tiny, name)) > 1000
 
