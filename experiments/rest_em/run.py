@@ -74,7 +74,8 @@ VARIANTS = {
     ),
 }  # fmt: skip
 SEEDS = dict(test=303, val=202, transfer=404, questions=101)
-SETS = "held out"  # make_data's sets: none shares a chain with another or with pi0's data
+SETS = "held out"  # make_data's: evaluation sets share no chain with each other, the
+# questions or (hold_out) pi0's training problems
 
 
 def make_data(workdir: str, v: Variant, base: str) -> dict[str, list[arith.Problem]]:
@@ -118,8 +119,8 @@ def make_data(workdir: str, v: Variant, base: str) -> dict[str, list[arith.Probl
 
 
 def overlaps(data: dict[str, list[arith.Problem]], base: str) -> dict[str, dict[str, int]]:
-    """For each evaluation set: how many of its problems are chains of pi0's training
-    problems, of the questions, or repeat within the set (all 0 for held-out sets)."""
+    """For each set: how many of its problems are chains of pi0's training problems, of
+    the questions, or repeat within the set (all 0 for the held-out evaluation sets)."""
     pi0 = base_lib.training_chains(base)
     questions = {p.chain for p in data["questions"]}
     out = {}
