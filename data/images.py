@@ -48,6 +48,7 @@ import numpy as np
 from absl import logging
 from PIL import Image
 
+from data import tfds_source
 from data.batching import index_batches
 from data.examples import DataError
 
@@ -399,21 +400,7 @@ class TfdsImages:
 
 
 def _open_tfds(name: str, split: str, image_size: int, limit: int, tfds_dir: str) -> TfdsImages:
-    import tensorflow_datasets as tfds  # noqa: PLC0415 (~1 s import; only this source needs it)
-
-    data_dir = tfds_dir or os.environ.get("TFDS_DATA_DIR", "") or None
-    build = f"tfds build {name.split(':')[0]} --file_format=array_record"
-    build += f" --data_dir={data_dir}" if data_dir else ""
-    try:
-        records = tfds.data_source(name, split=split, data_dir=data_dir, download=False)
-    except (tfds.core.DatasetNotFoundError, NotImplementedError, ImportError) as e:
-        where = data_dir or "tfds's default data directory"
-        raise DataError(
-            f"tfds dataset {name!r} is not prepared as ArrayRecord in {where} "
-            f"({type(e).__name__}); prepare it with `{build}`."
-        ) from None
-    except (KeyError, ValueError) as e:  # e.g. an unknown split
-        raise DataError(f"tfds dataset {name!r} has no split {split!r} ({e}).") from None
+    records = tfds_source.open_split(name, split, tfds_dir)
     features = records.dataset_info.features
     if "image" not in features or "label" not in features:
         raise DataError(

@@ -24,6 +24,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+from data import tfds_source
 from data.examples import DataError
 
 KINDS = ("tfds", "arrayrecord")
@@ -122,21 +123,7 @@ def parse_tfds(spec: str) -> tuple[str, str | None]:
 
 def open_tfds(name: str, split: str, data_dir: str = "", text_field: str = "text") -> Documents:
     """The `text_field` of every record of tfds dataset `name`'s `split`."""
-    import tensorflow_datasets as tfds  # noqa: PLC0415 (~1 s import; only this source needs it)
-
-    data_dir = data_dir or os.environ.get("TFDS_DATA_DIR", "") or None
-    where = data_dir or "tfds's default data directory"
-    build = f"tfds build {name.split(':')[0]} --data_dir={data_dir or 'DIR'} "
-    build += "--file_format=array_record"
-    try:
-        source = tfds.data_source(name, split=split, data_dir=data_dir, download=False)
-    except (tfds.core.DatasetNotFoundError, NotImplementedError, ImportError) as e:
-        raise DataError(
-            f"tfds dataset {name!r} is not prepared as ArrayRecord in {where} "
-            f"({type(e).__name__}); prepare it with `{build}` or set data.tfds_dir."
-        ) from None
-    except (KeyError, ValueError) as e:  # e.g. an unknown split
-        raise DataError(f"tfds dataset {name!r} has no split {split!r} ({e}).") from None
+    source = tfds_source.open_split(name, split, data_dir, also="set data.tfds_dir")
     fields = sorted(source.dataset_info.features.keys())
     if text_field not in fields:
         raise DataError(
@@ -144,17 +131,6 @@ def open_tfds(name: str, split: str, data_dir: str = "", text_field: str = "text
             f"one of {', '.join(fields)}."
         )
     return Documents(source, f"tfds:{name}@{split}", field=text_field)
-
-
-def tfds_splits(name: str, data_dir: str = "") -> list[str]:
-    """The splits a prepared tfds dataset has."""
-    import tensorflow_datasets as tfds  # noqa: PLC0415
-
-    data_dir = data_dir or os.environ.get("TFDS_DATA_DIR", "") or None
-    try:
-        return list(tfds.builder(name, data_dir=data_dir).info.splits.keys())
-    except Exception:  # not prepared: open_tfds says how to fix it
-        return []
 
 
 def open_documents(

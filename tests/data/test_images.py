@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 import zipfile
 
 import numpy as np
@@ -182,9 +183,18 @@ def test_bad_input_gets_a_data_error_naming_the_problem(
         images.load_split(source, split, cache_dir=str(tmp_path / "c"))
 
 
-def test_tfds_source_not_prepared_is_a_data_error(tmp_path):
+def test_tfds_source_not_prepared_is_a_data_error_and_leaves_no_temporary_folder(
+    tmp_path, monkeypatch
+):
+    temp = tmp_path / "temp"  # tfds's mkdtemp for a dataset it does not find would go here
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
     with pytest.raises(DataError, match=r"'cifar10' is not prepared as ArrayRecord .*tfds build"):
-        images.open_source("tfds:cifar10", "train", tfds_dir=str(tmp_path))
+        images.open_source("tfds:cifar10", "train", tfds_dir=str(tmp_path / "tfds"))
+    assert os.listdir(temp) == []
+    (tmp_path / "tfds" / "cifar10").mkdir(parents=True)  # its folder, but no dataset in it
+    with pytest.raises(DataError, match=r"not prepared .*NotImplementedError.*tfds build cifar10"):
+        images.open_source("tfds:cifar10", "train", tfds_dir=str(tmp_path / "tfds"))
 
 
 def test_a_prepared_tfds_dataset_is_read_item_by_item_and_batched(tmp_path):
