@@ -38,13 +38,10 @@ import grain
 import numpy as np
 
 from data.batching import index_batches
+from data.errors import DataError
 from data.tokenizers import Tokenizer
 
 MAX_TOKENS_VOCAB = 65_536
-
-
-class DataError(ValueError):
-    """Malformed example or token data (the message names the file, line and fix)."""
 
 
 def parse_json_object(line: str | bytes, where: str) -> dict[str, Any]:

@@ -50,7 +50,7 @@ from PIL import Image
 
 from data import tfds_source
 from data.batching import index_batches
-from data.examples import DataError
+from data.errors import DataError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 CACHE_FORMAT = 1  # bump when decoding changes: old cache files are then ignored

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from data import tfds_source
-from data.examples import DataError
+from data.errors import DataError
 
 KINDS = ("tfds", "arrayrecord")
 

@@ -24,7 +24,7 @@ import grain
 import numpy as np
 
 from data.batching import spread_seed
-from data.examples import DataError
+from data.errors import DataError
 from data.sources import Documents
 from data.tokenizers import Tokenizer
 

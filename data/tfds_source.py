@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from data.examples import DataError
+from data.errors import DataError
 
 
 def open_split(name: str, split: str, data_dir: str = "", also: str = "") -> Any:

@@ -27,16 +27,13 @@ import grain
 import numpy as np
 
 from data.batching import index_batches
+from data.errors import DataError
 
 # ETT split lengths in rows (Zhou et al. 2021, Informer; kept by Autoformer, PatchTST,
 # PMformer): 12 months train, 4 validation, 4 test; 30-day months.
 ETT_HOUR_MONTH = 30 * 24
 ETT_MINUTE_MONTH = 30 * 24 * 4
 RATIO_SPLIT = (0.7, 0.1, 0.2)  # other datasets: train/val/test fractions of the rows
-
-
-class DataError(ValueError):
-    """A malformed or too-small data file; the message names the file, row and column."""
 
 
 @dataclasses.dataclass

@@ -15,7 +15,7 @@ from typing import Any
 
 import ml_collections
 
-from data.examples import DataError
+from data.errors import DataError
 from framework import config as config_lib
 
 EXIT_OK = 0

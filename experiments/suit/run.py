@@ -28,7 +28,7 @@ import time
 from collections.abc import Sequence
 
 from data import images
-from data.examples import DataError
+from data.errors import DataError
 from experiments import reproduction
 from experiments.suit import report
 from framework import config as config_lib, sweep

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from data import images
-from data.examples import DataError
+from data.errors import DataError
 
 CLASSES = ("zebra", "ant", "moth")  # not sorted: loading sorts class names
 

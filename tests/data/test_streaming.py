@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from data import sources, streaming, tokenizers
-from data.examples import DataError
+from data.errors import DataError
 from tests.data import corpora
 
 BYTES = tokenizers.ByteTokenizer()
