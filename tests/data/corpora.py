@@ -4,9 +4,11 @@ TensorFlow by a small builder) for `tfds.data_source`."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
+import tempfile
 
 import numpy as np
 
@@ -41,6 +43,19 @@ def prepared(tmp_path, docs: list[str], shard_mb: float = 0.01) -> str:
     return out
 
 
+@contextlib.contextmanager
+def temporary_files_in(folder: str):
+    """Python's temporary files go into `folder` meanwhile: a tfds builder of a dataset not
+    yet prepared makes a temporary folder it never removes (DatasetInfo.
+    initialize_from_bucket), which then stays in the test's own directory, not in /tmp."""
+    os.makedirs(folder, exist_ok=True)
+    old, tempfile.tempdir = tempfile.tempdir, folder
+    try:
+        yield
+    finally:
+        tempfile.tempdir = old
+
+
 def write_tfds(
     data_dir: str, splits: dict[str, list[str]], name="c4", config="en", version="3.1.0"
 ):
@@ -66,8 +81,9 @@ def write_tfds(
                 yield i, {"text": d, "id": i}
 
     Fake.name = name
-    builder = Fake(config=config, data_dir=os.fspath(data_dir), file_format="array_record")
-    builder.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(try_download_gcs=False)
-    )
+    with temporary_files_in(os.fspath(data_dir) + "_tmp"):
+        builder = Fake(config=config, data_dir=os.fspath(data_dir), file_format="array_record")
+        builder.download_and_prepare(
+            download_config=tfds.download.DownloadConfig(try_download_gcs=False)
+        )
     return builder.data_dir

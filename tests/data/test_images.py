@@ -13,6 +13,7 @@ import pytest
 
 from data import images
 from data.errors import DataError
+from tests.data import corpora
 
 CLASSES = ("zebra", "ant", "moth")  # not sorted: loading sorts class names
 
@@ -220,7 +221,9 @@ def test_a_prepared_tfds_dataset_is_read_item_by_item_and_batched(tmp_path):
             for i in range(n):  # image i is flat with value 10 * i, label i % 3
                 yield i, {"image": np.full((6 + i, 9, 3), 10 * i, np.uint8), "label": i % 3}
 
-    ShammieTinyImages(data_dir=str(tmp_path), file_format="array_record").download_and_prepare()
+    with corpora.temporary_files_in(str(tmp_path / "tmp")):
+        builder = ShammieTinyImages(data_dir=str(tmp_path), file_format="array_record")
+        builder.download_and_prepare()
     src = images.open_source(
         "tfds:shammie_tiny_images:1.0.0", "train", image_size=4, tfds_dir=str(tmp_path)
     )
