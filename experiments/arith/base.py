@@ -89,16 +89,10 @@ def gate_checks(greedy: dict[str, dict], sampled: dict[str, dict], n: int) -> di
 
 
 def evaluate_gate(
-    workdir: str,
-    per_k: int,
-    n: int,
-    ks: Sequence[int],
-    which: str | int = "latest",
-    exclude: Collection[arith.Chain] | None = None,
+    workdir: str, per_k: int, n: int, ks: Sequence[int], which: str | int = "latest"
 ) -> dict[str, Any]:
-    """Greedy and T=1 scores of the run's `which` parameters on the gate problems (with
-    `exclude`, held out from those chains: gate_problems)."""
-    problems = gate_problems(per_k, ks=ks, exclude=exclude)
+    """Greedy and T=1 scores of the run's `which` parameters on the gate problems."""
+    problems = gate_problems(per_k, ks=ks)
     policy = policy_lib.load_policy(workdir, which)
     greedy = policy_lib.score(problems, policy_lib.sample(policy, problems))
     texts = policy_lib.sample(policy, problems, n=n, temperature=1.0, seed=1)
